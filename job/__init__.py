@@ -1,0 +1,1 @@
+"""worker-comfyui: ComfyUI workflows as a serverless API on Cloud Run."""

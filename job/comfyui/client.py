@@ -1,0 +1,149 @@
+"""ComfyUI's HTTP API, one method per endpoint, with its failures translated into ours.
+
+This is the only module that knows ComfyUI's URLs. The job, the service and the CLI all reach
+ComfyUI through it (via the runner), so the protocol lives in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from job.comfyui.validation import prompt_error
+from job.errors import ComfyUnavailable, InvalidInput, WorkerError
+
+
+@dataclass(frozen=True)
+class QueueState:
+    running: frozenset[str]
+    pending: frozenset[str]
+
+    def holds(self, prompt_id: str) -> bool:
+        return prompt_id in self.running or prompt_id in self.pending
+
+
+@contextmanager
+def comfy_errors(base_url: str) -> Iterator[None]:
+    """Turn httpx's transport and status errors into ComfyUnavailable, naming the address."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ComfyUnavailable(f"ComfyUI at {base_url} did not answer in time ({exc.__class__.__name__})") from exc
+    except httpx.TransportError as exc:
+        raise ComfyUnavailable(f"ComfyUI at {base_url} is unreachable: {exc}") from exc
+    except httpx.HTTPStatusError as exc:
+        body = exc.response.text[:500]
+        raise ComfyUnavailable(
+            f"ComfyUI answered {exc.response.status_code} to {exc.request.url.path}: {body}"
+        ) from exc
+
+
+class ComfyClient:
+    """A synchronous client for one ComfyUI server."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self._object_info: dict[str, Any] | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        with comfy_errors(self.base_url):
+            response = self._http.request(method, path, **kwargs)
+            response.raise_for_status()
+            return response.json() if response.content else None
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def system_stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/system_stats")
+        return result
+
+    def object_info(self, *, refresh: bool = False) -> dict[str, Any]:
+        """Every node class and its inputs; cached, since it only changes when ComfyUI restarts."""
+        if self._object_info is None or refresh:
+            self._object_info = self._json("GET", "/object_info")
+        return self._object_info or {}
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The finished prompt's history entry, or None while it is queued or running."""
+        entries = self._json("GET", f"/history/{prompt_id}") or {}
+        entry: dict[str, Any] | None = entries.get(prompt_id)
+        return entry
+
+    def queue(self) -> QueueState:
+        raw = self._json("GET", "/queue") or {}
+
+        def ids(key: str) -> frozenset[str]:
+            return frozenset(str(item[1]) for item in raw.get(key, []) if len(item) > 1)
+
+        return QueueState(running=ids("queue_running"), pending=ids("queue_pending"))
+
+    def view(self, filename: str, subfolder: str, folder_type: str) -> bytes:
+        with comfy_errors(self.base_url):
+            response = self._http.get(
+                "/view", params={"filename": filename, "subfolder": subfolder, "type": folder_type}
+            )
+            response.raise_for_status()
+            return response.content
+
+    # --- acting ----------------------------------------------------------------------------------
+
+    def upload_image(self, name: str, data: bytes, *, content_type: str = "application/octet-stream") -> str:
+        """Put an input file into ComfyUI's input folder under `name` (a bare file name)."""
+        with comfy_errors(self.base_url):
+            response = self._http.post(
+                "/upload/image",
+                files={"image": (name, data, content_type)},
+                data={"overwrite": "true", "type": "input"},
+            )
+        if response.status_code >= 400:
+            raise InvalidInput(f"ComfyUI refused input {name!r}: {response.text[:300]}")
+        uploaded: str = response.json().get("name", name)
+        return uploaded
+
+    def queue_prompt(self, workflow: dict[str, Any], client_id: str) -> str:
+        """Queue the workflow; a 400 from ComfyUI becomes a typed error naming each bad node."""
+        with comfy_errors(self.base_url):
+            response = self._http.post("/prompt", json={"prompt": workflow, "client_id": client_id})
+        if response.status_code == 400:
+            try:
+                body = response.json()
+            except json.JSONDecodeError:
+                body = {"error": {"message": response.text}}
+            raise prompt_error(body, workflow, self._object_info_or_empty)
+        with comfy_errors(self.base_url):
+            response.raise_for_status()
+        body = response.json()
+        prompt_id: str = body["prompt_id"]
+        if body.get("node_errors"):
+            # ComfyUI queued only the outputs that validated; running half a workflow would
+            # silently drop the rest, so take it back and report every bad node.
+            self.delete_queued(prompt_id)
+            self.interrupt(prompt_id)
+            raise prompt_error(body, workflow, self._object_info_or_empty)
+        return prompt_id
+
+    def interrupt(self, prompt_id: str) -> None:
+        """Stop the prompt if it is running (ComfyUI 0.3.x interrupts only the named prompt)."""
+        self._json("POST", "/interrupt", json={"prompt_id": prompt_id})
+
+    def delete_queued(self, prompt_id: str) -> None:
+        self._json("POST", "/queue", json={"delete": [prompt_id]})
+
+    def _object_info_or_empty(self) -> dict[str, Any]:
+        try:
+            return self.object_info()
+        except WorkerError:
+            return {}

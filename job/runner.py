@@ -1,0 +1,156 @@
+"""The engine: one workflow in, its output files out, on a ComfyUI we supervise or attach to.
+
+The job, the /predict service and the CLI all run workflows through `Runner.run`. Each run gets its
+own client_id and websocket, so events and outputs of one run never mix with another's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from job.comfyui.client import ComfyClient
+from job.comfyui.events import EventStream
+from job.comfyui.outputs import FileRef, OutputFile, file_refs
+from job.comfyui.process import ComfyServer, State
+from job.comfyui.tracker import ProgressCallback, PromptTracker
+from job.errors import WorkerError
+from job.logs import prompt_id as prompt_id_var
+from job.request import check_input_name
+from job.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timings:
+    queue_s: float = 0.0
+    execution_s: float = 0.0
+    total_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "queue_s": round(self.queue_s, 3),
+            "execution_s": round(self.execution_s, 3),
+            "total_s": round(self.total_s, 3),
+        }
+
+
+@dataclass
+class RunResult:
+    prompt_id: str
+    outputs: dict[str, Any]
+    files: list[OutputFile]
+    timings: Timings = field(default_factory=Timings)
+
+
+class Runner:
+    """Runs workflows on one ComfyUI. Safe to share between threads."""
+
+    def __init__(self, server: ComfyServer, settings: Settings) -> None:
+        self.server = server
+        self.settings = settings
+        self.client = ComfyClient(server.base_url)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def run(
+        self,
+        workflow: dict[str, Any],
+        *,
+        inputs: Mapping[str, bytes] | None = None,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        include_temp: bool = False,
+    ) -> RunResult:
+        """Upload inputs, queue, follow to the end, fetch every output file. Raises WorkerError."""
+        started = time.monotonic()
+        timeout_s = timeout_s or self.settings.run_timeout_s
+        deadline = started + timeout_s
+        self.server.wait_ready(timeout_s)
+        generation = self.server.generation
+        for name, data in (inputs or {}).items():
+            self.client.upload_image(check_input_name(name), data)
+
+        client_id = uuid.uuid4().hex
+        stream = EventStream(
+            self.client.ws_url,
+            client_id,
+            attempts=self.settings.websocket_reconnect_attempts,
+            delay_s=self.settings.websocket_reconnect_delay_s,
+            trace=self.settings.websocket_trace,
+        )
+        stream.connect()  # before queueing, so no event is missed; /history covers a failed connect
+        try:
+            queued_at = time.time()
+            prompt_id = self.client.queue_prompt(workflow, client_id)
+            token = prompt_id_var.set(prompt_id)
+            try:
+                log.info("queued prompt %s (%d nodes)", prompt_id, len(workflow))
+                tracker = PromptTracker(
+                    client=self.client,
+                    stream=stream,
+                    prompt_id=prompt_id,
+                    workflow=workflow,
+                    deadline=deadline,
+                    timeout_s=timeout_s,
+                    poll_s=self.settings.history_poll_s,
+                    lost=lambda: self._lost(generation),
+                    on_progress=on_progress,
+                )
+                entry = tracker.wait()
+                files = self._fetch(list(file_refs(entry.get("outputs") or {}, include_temp=include_temp)))
+                timings = _timings(entry, queued_at, started)
+                log.info(
+                    "prompt %s done: %d file(s)",
+                    prompt_id,
+                    len(files),
+                    extra={"fields": {"timings": timings.as_dict()}},
+                )
+                return RunResult(prompt_id=prompt_id, outputs=entry.get("outputs") or {}, files=files, timings=timings)
+            finally:
+                prompt_id_var.reset(token)
+        finally:
+            stream.close()
+
+    def _lost(self, generation: int) -> str | None:
+        """Why the ComfyUI this run queued on is gone, or None while it is the same live server."""
+        if self.server.generation != generation:
+            return "restarted"
+        if self.server.state is not State.READY:
+            return f"crashed ({self.server.state.value}); last log lines:\n{self.server.log_tail()}"
+        return None
+
+    def _fetch(self, refs: list[FileRef]) -> list[OutputFile]:
+        def one(ref: FileRef) -> OutputFile:
+            data = self.client.view(ref.filename, ref.subfolder, ref.folder_type)
+            return OutputFile(ref=ref, data=data, content_type=ref.content_type, filename=ref.filename)
+
+        if len(refs) <= 1:
+            return [one(ref) for ref in refs]
+        with ThreadPoolExecutor(max_workers=min(8, len(refs))) as pool:
+            return list(pool.map(one, refs))
+
+
+def _timings(entry: dict[str, Any], queued_at: float, started: float) -> Timings:
+    """queue and execution times from ComfyUI's own timestamps (ms), total from our clock."""
+    stamps: dict[str, float] = {}
+    for name, data in (entry.get("status") or {}).get("messages") or []:
+        if isinstance(data, dict) and "timestamp" in data:
+            stamps[name] = float(data["timestamp"]) / 1000.0
+    start = stamps.get("execution_start")
+    end = stamps.get("execution_success") or stamps.get("execution_error")
+    return Timings(
+        queue_s=max(start - queued_at, 0.0) if start else 0.0,
+        execution_s=max(end - start, 0.0) if start and end else 0.0,
+        total_s=time.monotonic() - started,
+    )
+
+
+__all__ = ["RunResult", "Runner", "Timings", "WorkerError"]
