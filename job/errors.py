@@ -6,6 +6,7 @@
     │   ├── InvalidRequest            422 invalid_request
     │   │   └── UIFormatWorkflow      422 ui_format_workflow
     │   ├── InvalidInput              400 invalid_input
+    │   │   └── InputNotFound         404 not_found              (a gs:// or https:// input does not exist)
     │   ├── WorkflowInvalid           400 workflow_invalid       (ComfyUI's /prompt said 400)
     │   │   ├── UnknownNode           400 unknown_node
     │   │   └── MissingModel          400 missing_model
@@ -76,6 +77,11 @@ class UIFormatWorkflow(InvalidRequest):
 
 class InvalidInput(RequestError):
     error_type = "invalid_input"
+
+
+class InputNotFound(InvalidInput):
+    status_code = 404
+    error_type = "not_found"
 
 
 class WorkflowInvalid(RequestError):

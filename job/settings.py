@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
 
     # --- Where outputs go and what the image carries ---
+    google_cloud_project: str | None = None  # project for GCS clients; None lets the library find it
     model_type: str = "base"
     outbox_bucket: str = "outbox"
     webhook_secret: str | None = None
