@@ -71,7 +71,7 @@ class ComfyClient:
         return result
 
     def object_info(self, *, refresh: bool = False) -> dict[str, Any]:
-        """Every node class and its inputs; cached, since it only changes when ComfyUI restarts."""
+        """Every node class and its inputs; cached. Model lists in it go stale as files land in models/."""
         if self._object_info is None or refresh:
             self._object_info = self._json("GET", "/object_info")
         return self._object_info or {}
@@ -143,7 +143,8 @@ class ComfyClient:
         self._json("POST", "/queue", json={"delete": [prompt_id]})
 
     def _object_info_or_empty(self) -> dict[str, Any]:
+        """Fresh: the choices a missing-model error lists must include files added since the last read."""
         try:
-            return self.object_info()
+            return self.object_info(refresh=True)
         except WorkerError:
             return {}

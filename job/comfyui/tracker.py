@@ -8,6 +8,7 @@ bounded by the run's deadline, after which the prompt is cancelled and RunTimeou
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class PromptTracker:
     poll_s: float
     lost: LostCheck
     on_progress: ProgressCallback | None = None
+    cancel: threading.Event | None = None  # set by another thread: stop the prompt and give up
     progress: Progress = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,7 +72,9 @@ class PromptTracker:
 
     def wait(self) -> dict[str, Any]:
         """The prompt's /history entry once it succeeded; a typed error otherwise."""
-        next_poll = 0.0
+        # With the socket up, its finish event triggers the one /history read a run needs; polling
+        # at once would cost two requests per run, made while ComfyUI is busy executing.
+        next_poll = time.monotonic() + (self.poll_s if self.stream.connected else 0.0)
         drops = self.stream.drops
         while True:
             now = time.monotonic()
@@ -80,6 +84,9 @@ class PromptTracker:
                     f"the run passed its deadline of {self.timeout_s:g} s and was interrupted; "
                     "raise timeout_s in the request (or RUN_TIMEOUT_S), or make the workflow lighter"
                 )
+            if self.cancel is not None and self.cancel.is_set():
+                self._cancel()
+                raise ExecutionFailed(f"prompt {self.prompt_id} was cancelled: its caller went away", cancelled=True)
             if now >= next_poll or self.stream.drops != drops:
                 drops = self.stream.drops
                 entry = self._poll_history()

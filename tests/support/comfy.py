@@ -48,10 +48,15 @@ def invert_workflow(image_name: str = "input.png", prefix: str = "inverted") -> 
     }
 
 
-def empty_image_workflow(size: int = 64, batch: int = 1, prefix: str = "empty", color: int = 0xFF8000) -> dict[str, Any]:
+def empty_image_workflow(
+    size: int = 64, batch: int = 1, prefix: str = "empty", color: int = 0xFF8000
+) -> dict[str, Any]:
     """EmptyImage -> SaveImage: the smallest model-free graph."""
     return {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": batch, "color": color}},
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": size, "height": size, "batch_size": batch, "color": color},
+        },
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
     }
 

@@ -1,0 +1,1 @@
+"""Benchmarks: the runner measured against a minimal direct ComfyUI client."""
