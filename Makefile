@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
 	touch $@
 
-# Run the example workflow locally, on CPU, and print where its outputs are.
+# The main path once, on CPU, on embedded defaults: an inbox drop, its event, the function, the
+# job and the outbox, all on loopback; prints where the outputs are.
 demo: setup
-	$(BIN)/worker-comfyui run workflows/invert_input.json --image input.png=workflows/input.png --out out/demo
+	$(BIN)/worker-comfyui dev --demo
 
 # The whole test suite, against a real ComfyUI, a GCS emulator and the static checkers.
 test: setup tools

@@ -16,6 +16,10 @@ from job.settings import load_settings
 COMMAND_MODULES = (
     "job.commands.comfyui",
     "job.commands.run",
+    "job.commands.job",
+    "job.commands.serve",
+    "job.commands.dev",
+    "job.commands.submit",
 )
 
 

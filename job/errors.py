@@ -11,6 +11,7 @@
     │   │   ├── UnknownNode           400 unknown_node
     │   │   └── MissingModel          400 missing_model
     │   ├── Unauthorized              401 unauthorized
+    │   ├── AccessDenied              403 access_denied          (storage refused the service account)
     │   ├── PayloadTooLarge           413 payload_too_large
     │   └── QueueFull                 429 queue_full
     ├── ExecutionFailed               500 execution_error        (a node raised while running)
@@ -99,6 +100,11 @@ class MissingModel(WorkflowInvalid):
 class Unauthorized(RequestError):
     status_code = 401
     error_type = "unauthorized"
+
+
+class AccessDenied(RequestError):
+    status_code = 403
+    error_type = "access_denied"
 
 
 class PayloadTooLarge(RequestError):

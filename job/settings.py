@@ -48,15 +48,37 @@ class Settings(BaseSettings):
     # --- Where outputs go and what the image carries ---
     google_cloud_project: str | None = None  # project for GCS clients; None lets the library find it
     model_type: str = "base"
+    # Models beyond the image's (job/comfyui/models.py; docs/customization.md compares the two):
+    models_uri: str | None = None  # gs://bucket/prefix or a folder, copied into COMFYUI_DIR/models at boot
+    models_mount: Path | None = None  # a mounted Cloud Storage volume, mapped with extra_model_paths.yaml
+    models_download_workers: int = Field(16, ge=1, le=256)  # parallel downloads for MODELS_URI
     outbox_bucket: str = "outbox"
     webhook_secret: str | None = None
+
+    # --- The job (`worker-comfyui job`): one inbox item per task; the trigger sets the first two ---
+    request_uri: str | None = None  # gs://INBOX/name.json#generation, or a local path for local runs
+    outbox_uri: str | None = None  # gs://OUTBOX/<prefix><name>/; unset: derived from REQUEST_URI (docs)
+    cloud_run_execution: str | None = None  # set by Cloud Run; recorded in result.json
+    cloud_run_task_index: int = Field(0, ge=0)  # set by Cloud Run
+    cloud_run_task_count: int = Field(1, ge=1)  # set by Cloud Run
+    cloud_run_task_attempt: int = Field(0, ge=0)  # set by Cloud Run; 0 on the first try
+    job_max_retries: int = Field(3, ge=0)  # the job's --max-retries: its last attempt writes an error result.json
+    status_interval_s: float = Field(0.34, ge=0)  # least time between two progress writes of status.json
+    webhook_attempts: int = Field(5, ge=1, le=20)  # tries per webhook delivery (with backoff)
+    webhook_timeout_s: float = Field(60.0, gt=0)  # the whole delivery, all tries together
 
     # --- The /predict service ---
     port: int = Field(8080, ge=1, le=65535)
     api_token: str | None = None
     max_queue_depth: int = Field(4, ge=1)
     max_body_bytes: int = Field(50 * 1024 * 1024, ge=1024)
-    warmup_workflow: str | None = None
+    warmup_workflow: str | None = None  # a path or gs:// URI run once before /healthz says 200
+    inbox_bucket: str = "inbox"  # async /predict writes its request to gs://INBOX/async/<id>.json
+    outbox_prefix: str = ""  # the trigger's OUTBOX_PREFIX: /status reads gs://OUTBOX/<prefix>async/<id>/
+    # Inputs by reference (job/fetch.py), for the service and the job alike:
+    input_max_bytes: int = Field(100 * 1024 * 1024, ge=1)  # largest https:// or gs:// input
+    input_fetch_timeout_s: float = Field(60.0, gt=0)  # the whole fetch of one input, redirects included
+    allow_private_input_urls: bool = False  # local tests only: http:// and private/loopback hosts
 
     @property
     def comfyui_base_url(self) -> str:

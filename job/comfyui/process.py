@@ -12,7 +12,6 @@ import enum
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import httpx
 
 from job.errors import ComfyUnavailable
 from job.settings import Settings
+from job.subprocesses import die_with_parent, stop_group
 
 log = logging.getLogger(__name__)
 comfy_log = logging.getLogger("comfyui")
@@ -45,14 +45,6 @@ class State(enum.Enum):
 def has_cuda() -> bool:
     """True when an NVIDIA driver is present, without importing torch into this process."""
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
-
-
-def _die_with_parent_thread() -> None:  # pragma: no cover - runs in the child between fork and exec
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class ComfyServer:
@@ -105,7 +97,7 @@ class ComfyServer:
         self._set_state(State.STOPPING)
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            _terminate_group(proc)
+            stop_group(proc, _STOP_GRACE_S, name="ComfyUI")
         if self._supervisor is not None:
             self._supervisor.join(timeout=_STOP_GRACE_S + 5)
             self._supervisor = None
@@ -193,7 +185,7 @@ class ComfyServer:
             errors="replace",
             bufsize=1,
             start_new_session=True,
-            preexec_fn=_die_with_parent_thread,
+            preexec_fn=die_with_parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._set_state(State.STARTING)
@@ -247,15 +239,3 @@ def _answers(http: httpx.Client, base_url: str) -> bool:
         return http.get(f"{base_url}/system_stats").status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _terminate_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM the child's whole process group, then SIGKILL what is left after a grace period."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=_STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass

@@ -112,16 +112,16 @@ class PromptTracker:
         elif kind == "execution_cached":
             p.nodes_done += len(data.get("nodes") or [])
         elif kind == "executing":
+            if p.node is not None:
+                p.nodes_done += 1  # ComfyUI hands over to the next node only when this one is done
             if data.get("node") is None:
-                p.state = "finished"
+                p.state, p.node = "finished", None
                 return True
             p.state, p.node, p.value, p.max = "running", str(data["node"]), 0, 0
             p.class_type = self.workflow.get(p.node, {}).get("class_type")
         elif kind == "progress":
             p.value, p.max = int(data.get("value", 0)), int(data.get("max", 0))
             p.node = str(data.get("node") or p.node)
-        elif kind == "executed":
-            p.nodes_done += 1
         elif kind == "execution_success":
             p.state = "finished"  # history is written just after this; poll for it shortly
         elif kind == "execution_error":

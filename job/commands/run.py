@@ -36,7 +36,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         request = parse_request(parse_json(_read(args.workflow)))
         inputs = gather_inputs(request)
-        inputs.update(_image_args(args.image))
+        inputs.update(readread_image_args(args.image))
         with comfyui_runner(settings) as runner, _ProgressBar() as bar:
             result = runner.run(
                 request.workflow,
@@ -79,7 +79,7 @@ def _read(path: Path) -> bytes:
         raise InvalidInput(f"cannot read workflow {path}: {exc.strerror}") from None
 
 
-def _image_args(values: list[str]) -> dict[str, bytes]:
+def readread_image_args(values: list[str]) -> dict[str, bytes]:
     images = {}
     for value in values:
         name, sep, path = value.partition("=")

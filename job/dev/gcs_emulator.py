@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import google.cloud.storage as storage
 
+from job.subprocesses import die_with_parent
+
 log = logging.getLogger(__name__)
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -66,6 +68,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def ensure_port_free(host: str, port: int, *, what: str) -> None:
     """Refuse early, and clearly, when something already listens on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers bind (Go's net.Listen, http.server): a port left in TIME_WAIT by the last run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -142,7 +146,13 @@ class GcsEmulator:
             "-log-level", "warn",
         ]  # fmt: skip
         with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._process = subprocess.Popen(
+                argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,  # gone with us even when we are SIGKILLed
+            )
         self._finalizer = weakref.finalize(self, _terminate, self._process)
         try:
             self._wait_ready()

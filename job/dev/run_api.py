@@ -18,13 +18,11 @@ CLOUD_RUN_* variables a real task sees; they are stopped, process group and all,
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -40,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from job.dev.gcs_emulator import ensure_port_free
+from job.subprocesses import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ class RunApiStandin:
             self._thread = None
         for record in self.executions():
             for process in record.processes:
-                _stop_group(process)
+                stop_group(process, name="job task")
 
     def __enter__(self) -> RunApiStandin:
         return self.start()
@@ -392,16 +391,3 @@ def _error(code: int, message: str) -> tuple[int, dict[str, Any]]:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _stop_group(process: subprocess.Popen[str]) -> None:
-    """SIGTERM the task's process group (grandchildren too), SIGKILL it after 10 s."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return  # the whole group is gone already
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # whatever ignored SIGTERM, leader or grandchild
-    process.wait()

@@ -1,0 +1,47 @@
+"""`worker-comfyui job`: the Cloud Run job's command; one inbox item in, its outbox folder out.
+
+Exit status: 0 when the item is finished (a result, an error result, or nothing to do), 1 when
+the task should be retried (infrastructure failure), 2 when the configuration is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from job.boot import exit_on_sigterm
+from job.errors import ConfigurationError, WorkerError
+from job.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "job",
+        help="run one inbox item (REQUEST_URI) and write its outputs and result.json (OUTBOX_URI)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("request", nargs="?", help="overrides REQUEST_URI: gs://INBOX/name.json#generation or a path")
+    parser.add_argument("--outbox", help="overrides OUTBOX_URI: gs://OUTBOX/path/name/ or a folder")
+    parser.set_defaults(func=job_command)
+
+
+def job_command(args: argparse.Namespace, settings: Settings) -> int:
+    exit_on_sigterm()
+    overrides = {"request_uri": args.request, "outbox_uri": args.outbox}
+    settings = settings.model_copy(update={key: value for key, value in overrides.items() if value})
+    from job.work_item import run_item  # the storage and ComfyUI stack, loaded only for this command
+
+    try:
+        outcome = run_item(settings)
+    except ConfigurationError as exc:
+        log.error("configuration: %s", exc.message)
+        return 2
+    except WorkerError as exc:  # not even an error result.json could be written (e.g. no access to the outbox)
+        log.error("the item could not be finished: %s (%s)", exc.message, exc.error_type)
+        return 1
+    log.info("item %s: exit %d", outcome.disposition.value, outcome.exit_code)
+    return outcome.exit_code
