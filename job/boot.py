@@ -5,10 +5,12 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import FrameType
 
 from job.comfyui.install import install_comfyui
+from job.comfyui.models import sync_models, write_extra_model_paths
 from job.comfyui.process import ComfyServer
 from job.runner import Runner
 from job.settings import Settings
@@ -32,11 +34,20 @@ def comfyui_runner(settings: Settings, *, install: bool = True) -> Iterator[Runn
     """
     if install and settings.comfyui_url is None and not (settings.comfyui_dir / "main.py").is_file():
         install_comfyui(settings.comfyui_dir)
+    if settings.models_mount is not None:
+        write_extra_model_paths(settings.models_mount, settings.comfyui_dir)  # read by ComfyUI at start
     server = ComfyServer(settings).start()
     runner = Runner(server, settings)
-    try:
-        yield runner
-    finally:
-        runner.close()
-        server.stop()
-        sys.stderr.flush()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="models") as pool:
+        if settings.models_uri:
+            # Models land while ComfyUI boots; it lists model folders lazily, and no run starts
+            # before the copy is done (wait_ready waits for it).
+            server.require(
+                pool.submit(sync_models, settings.models_uri, settings.comfyui_dir, settings.models_download_workers)
+            )
+        try:
+            yield runner
+        finally:
+            runner.close()
+            server.stop()
+            sys.stderr.flush()

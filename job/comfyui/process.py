@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from types import TracebackType
 
@@ -61,6 +63,7 @@ class ComfyServer:
         self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._prerequisites: list[Future[object]] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -75,8 +78,12 @@ class ComfyServer:
         self._supervisor.start()
         return self
 
+    def require(self, prerequisite: Future[object]) -> None:
+        """Work (a model download, say) that must finish before ComfyUI counts as ready; its error is ours."""
+        self._prerequisites.append(prerequisite)
+
     def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Block until ComfyUI answers HTTP; fail at once, with its log tail, if it exits first."""
+        """Block until ComfyUI answers HTTP and every prerequisite is done; fail at once if it exits first."""
         limit = timeout_s if timeout_s is not None else self.settings.comfyui_boot_timeout_s
         deadline = time.monotonic() + limit
         with self._changed:
@@ -90,6 +97,11 @@ class ComfyServer:
                         f"(raise COMFYUI_BOOT_TIMEOUT_S if it is just slow):\n{self.log_tail()}".rstrip()
                     )
                 self._changed.wait(min(remaining, 0.5))
+        for prerequisite in self._prerequisites:
+            try:
+                prerequisite.result(timeout=max(deadline - time.monotonic(), 0.0))
+            except FutureTimeout:
+                raise ComfyUnavailable(f"ComfyUI's preparation (models) did not finish within {limit:.0f} s") from None
 
     def stop(self) -> None:
         """Terminate the child (SIGTERM to its process group, then SIGKILL) and the supervisor."""
@@ -119,7 +131,8 @@ class ComfyServer:
 
     @property
     def ready(self) -> bool:
-        return self._state is State.READY
+        """ComfyUI answers and its prerequisites finished without error."""
+        return self._state is State.READY and all(p.done() and p.exception() is None for p in self._prerequisites)
 
     @property
     def pid(self) -> int | None:
