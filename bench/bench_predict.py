@@ -1,0 +1,174 @@
+"""POST /predict against direct ComfyUI, interleaved in one run, on the same ComfyUI.
+
+    python bench/bench_predict.py [--n 30] [--comfyui-url http://127.0.0.1:8188] [--solid]
+
+- direct: `bench/direct.py` (POST /prompt, websocket wait, /history, /view): raw bytes in hand.
+- predict: `worker-comfyui serve` in its own process, attached to the same ComfyUI (COMFYUI_URL);
+  the client posts the workflow, parses the JSON and decodes the base64: the same bytes in hand.
+
+Graphs: 64 px (EmptyImage -> SaveImage: the fixed overhead; goal <= 1.5x) and a 4x512-px batch
+(EmptyImage -> ImageAddNoise -> SaveImage, so the PNGs weigh what real pictures weigh and base64
+costs what it really costs; goal <= 1.15x; `--solid` drops the noise). Each run has its own color
+or seed, so ComfyUI's cache never answers; pairs alternate which side goes first. Prints medians
+and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.direct import DirectClient
+from job.comfyui.process import ComfyServer
+from job.dev.gcs_emulator import free_port
+from job.settings import load_settings
+
+_unique = itertools.count(1)
+
+
+def graph(size: int, batch: int, *, noise: bool) -> dict[str, Any]:
+    """A model-free graph no earlier run used (a cache miss every time)."""
+    n = next(_unique)
+    nodes: dict[str, Any] = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": batch, "color": n}},
+    }
+    source = "1"
+    if noise:
+        nodes["2"] = {"class_type": "ImageAddNoise", "inputs": {"image": ["1", 0], "seed": n, "strength": 0.5}}
+        source = "2"
+    nodes["9"] = {"class_type": "SaveImage", "inputs": {"images": [source, 0], "filename_prefix": "bench"}}
+    return nodes
+
+
+@contextmanager
+def comfyui(url: str | None) -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="bench-comfy-") as base:
+        settings = load_settings(
+            comfyui_url=url,
+            comfyui_port=free_port(),
+            comfyui_args=f"--base-directory {base} --disable-all-custom-nodes",
+            comfy_log_level="WARNING",
+        )
+        server = ComfyServer(settings).start()
+        try:
+            server.wait_ready()
+            yield server.base_url
+        finally:
+            server.stop()
+
+
+@contextmanager
+def service(comfyui_url: str) -> Iterator[str]:
+    """`worker-comfyui serve` attached to `comfyui_url`, in its own process, until healthy."""
+    port = free_port()
+    env = {**os.environ, "COMFYUI_URL": comfyui_url, "PORT": str(port), "LOG_FORMAT": "json"}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "job", "serve", "--host", "127.0.0.1"], env=env, stdout=log, stderr=log
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"the service did not come up:\n{log.read().decode()[-3000:]}")
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def timed(fn: Callable[[], list[bytes]], expected: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    files = fn()
+    elapsed = time.perf_counter() - started
+    if len(files) != expected:
+        raise RuntimeError(f"expected {expected} file(s), got {len(files)}")
+    return elapsed, sum(len(data) for data in files)
+
+
+def compare(
+    label: str, n: int, size: int, batch: int, noise: bool, direct: DirectClient, http: httpx.Client
+) -> dict[str, float]:
+    def via_direct() -> list[bytes]:
+        return direct.run(graph(size, batch, noise=noise))
+
+    def via_predict() -> list[bytes]:
+        response = http.post("/predict", json={"workflow": graph(size, batch, noise=noise)})
+        response.raise_for_status()
+        return [base64.b64decode(image["image"]) for image in response.json()["images"]]
+
+    for fn in (via_direct, via_predict):  # warm both paths (connections, ComfyUI's first run)
+        timed(fn, batch)
+    direct_s: list[float] = []
+    predict_s: list[float] = []
+    payload = 0
+    for i in range(n):
+        pair = [(via_direct, direct_s), (via_predict, predict_s)]
+        for fn, times in pair if i % 2 == 0 else reversed(pair):
+            elapsed, payload = timed(fn, batch)
+            times.append(elapsed)
+    ratios = [p / d for p, d in zip(predict_s, direct_s, strict=True)]
+    figures = {
+        "direct_ms": statistics.median(direct_s) * 1000,
+        "predict_ms": statistics.median(predict_s) * 1000,
+        "ratio_of_medians": statistics.median(predict_s) / statistics.median(direct_s),
+        "median_ratio": statistics.median(ratios),
+    }
+    print(
+        f"{label:<8} n={n:<3} {payload / 1024:7.0f} KiB   direct {figures['direct_ms']:8.1f} ms   "
+        f"predict {figures['predict_ms']:8.1f} ms   ratio of medians {figures['ratio_of_medians']:.3f}   "
+        f"median ratio {figures['median_ratio']:.3f}",
+        flush=True,
+    )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=30, help="pairs per graph (default 30)")
+    parser.add_argument("--comfyui-url", help="attach to this ComfyUI instead of booting one")
+    parser.add_argument("--solid", action="store_true", help="4x512 without noise (tiny PNGs)")
+    args = parser.parse_args(argv)
+
+    cases = {"64px": (64, 1, False, 1.5), "4x512px": (512, 4, not args.solid, 1.15)}
+    missed = []
+    with (
+        comfyui(args.comfyui_url) as comfy_url,
+        service(comfy_url) as url,
+        DirectClient(comfy_url) as direct,
+        httpx.Client(base_url=url, timeout=300) as http,
+    ):
+        for label, (size, batch, noise, goal) in cases.items():
+            figures = compare(label, args.n, size, batch, noise, direct, http)
+            if figures["median_ratio"] > goal:
+                missed.append(f"{label}: {figures['median_ratio']:.3f} > {goal}")
+    print("goals met" if not missed else "goals missed: " + "; ".join(missed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
