@@ -78,9 +78,16 @@ class EventStream:
         return event
 
     def close(self) -> None:
+        """Send the close frame and go, without waiting for ComfyUI's reply.
+
+        The run's results are in hand by now, and ComfyUI may be busy right after a prompt (its
+        post-run garbage collection holds its event loop), so waiting would only add latency.
+        """
         if self._ws is not None:
             with contextlib.suppress(OSError, websocket.WebSocketException):
-                self._ws.close(timeout=1)
+                self._ws.send_close()
+            with contextlib.suppress(OSError, websocket.WebSocketException):
+                self._ws.shutdown()
             self._ws = None
 
     def _dropped(self, exc: BaseException) -> None:
