@@ -87,7 +87,7 @@ class EventStream:
             with contextlib.suppress(OSError, websocket.WebSocketException):
                 self._ws.send_close()
             with contextlib.suppress(OSError, websocket.WebSocketException):
-                self._ws.shutdown()
+                self._ws.shutdown()  # type: ignore[no-untyped-call]
             self._ws = None
 
     def _dropped(self, exc: BaseException) -> None:
