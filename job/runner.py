@@ -111,7 +111,11 @@ class Runner:
                     cancel=cancel,
                 )
                 entry = tracker.wait()
-                files = self._fetch(list(file_refs(entry.get("outputs") or {}, include_temp=include_temp)))
+                refs = file_refs(entry.get("outputs") or {}, include_temp=include_temp)
+                # ComfyUI lists outputs in execution order, which varies between runs; the
+                # workflow's own node order does not.
+                order = {node_id: index for index, node_id in enumerate(workflow)}
+                files = self._fetch(sorted(refs, key=lambda ref: order.get(ref.node_id, len(order))))
                 timings = _timings(entry, queued_at, started)
                 log.info(
                     "prompt %s done: %d file(s)",
