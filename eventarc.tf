@@ -30,7 +30,13 @@ locals {
   }
   worker_env = merge(local.worker_base_env, local.models_env, var.extra_env)
   # The job's last attempt writes an error result.json, so it must know how many retries it has.
-  job_env = merge(local.worker_env, { JOB_MAX_RETRIES = tostring(var.job_max_retries) })
+  # A draining task claims no new item once it has run DRAIN_MAX_SECONDS: one run's deadline
+  # (RUN_TIMEOUT_S, 900 s) and a minute are left before the task timeout (docs/drain.md).
+  drain_max_seconds = max(60, tonumber(trimsuffix(var.job_task_timeout, "s")) - 960)
+  job_env = merge(local.worker_env, {
+    JOB_MAX_RETRIES   = tostring(var.job_max_retries)
+    DRAIN_MAX_SECONDS = tostring(local.drain_max_seconds)
+  })
 
   # The Cloud Run Admin API method the schedules call: POST .../jobs/JOB:run with overrides.
   run_job_uri = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.worker.name}:run"

@@ -136,6 +136,11 @@ variable "job_task_timeout" {
   description = "How long one job task may run (a drained task processes several items), e.g. \"3600s\"."
   type        = string
   default     = "3600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.job_task_timeout))
+    error_message = "job_task_timeout must be whole seconds with an s, e.g. \"3600s\" (DRAIN_MAX_SECONDS is derived from it)."
+  }
 }
 
 variable "job_max_retries" {

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "job.commands.serve",
     "job.commands.dev",
     "job.commands.submit",
+    "job.commands.batch",
 )
 
 

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     # --- The job (`worker-comfyui job`): one inbox item per task; the trigger sets the first two ---
     request_uri: str | None = None  # gs://INBOX/name.json#generation, or a local path for local runs
     outbox_uri: str | None = None  # gs://OUTBOX/<prefix><name>/; unset: derived from REQUEST_URI (docs)
+    batch_uri: str | None = None  # a batch spec, gs://bucket/name.batch.json[#generation] or a path (docs/batch.md)
     cloud_run_execution: str | None = None  # set by Cloud Run; recorded in result.json
     cloud_run_task_index: int = Field(0, ge=0)  # set by Cloud Run
     cloud_run_task_count: int = Field(1, ge=1)  # set by Cloud Run
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     status_interval_s: float = Field(0.34, ge=0)  # least time between two progress writes of status.json
     webhook_attempts: int = Field(5, ge=1, le=20)  # tries per webhook delivery (with backoff)
     webhook_timeout_s: float = Field(60.0, gt=0)  # the whole delivery, all tries together
+    # Draining (job/drain.py, docs/drain.md): a warm task runs further pending inbox items after its own.
+    drain: bool = False  # the drain sweep: no item of its own; exits before booting ComfyUI when none is pending
+    drain_max_items: int = Field(50, ge=1)  # items per task, its own included; 1 turns draining off
+    drain_max_seconds: float = Field(2400.0, gt=0)  # claim no further item after this long: the task timeout less a run
+    drain_grace_s: float = Field(10.0, ge=0)  # once nothing is pending, how long to keep looking before exiting
+    drain_lease_s: float = Field(120.0, gt=0)  # a drained item's claim lease, renewed while it runs
+    claims_prefix: str = "_claims/"  # the trigger's CLAIMS_PREFIX: claims in INBOX_BUCKET
 
     # --- The /predict service ---
     port: int = Field(8080, ge=1, le=65535)

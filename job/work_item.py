@@ -64,8 +64,12 @@ class _Superseded(Exception):
     """A newer generation of the inbox object appeared while this one ran."""
 
 
-def run_item(settings: Settings, *, storages: Storages | None = None) -> ItemOutcome:
-    """Run the item REQUEST_URI names and write its outbox; ConfigurationError when none is named."""
+def run_item(settings: Settings, *, storages: Storages | None = None, runner: Runner | None = None) -> ItemOutcome:
+    """Run the item REQUEST_URI names and write its outbox; ConfigurationError when none is named.
+
+    With `runner` (a warm ComfyUI that a draining task keeps for further items) the item runs there;
+    without, it boots ComfyUI for itself.
+    """
     if not settings.request_uri:
         raise ConfigurationError(
             "REQUEST_URI is not set: the trigger sets it to gs://INBOX/name.json#generation; "
@@ -75,7 +79,7 @@ def run_item(settings: Settings, *, storages: Storages | None = None) -> ItemOut
     storages = storages or Storages(settings.google_cloud_project)
     outbox = Outbox(storages, settings.outbox_uri or source.default_outbox_uri(settings.outbox_bucket), source)
     with request_context(source.uri):
-        return WorkItem(settings, source, outbox, Inbox(storages)).run()
+        return WorkItem(settings, source, outbox, Inbox(storages)).run(runner)
 
 
 class WorkItem:
@@ -98,7 +102,8 @@ class WorkItem:
         base = {"source": source.uri, "execution": self.execution, "started_at": utc_now()}
         self.status = StatusWriter(outbox, base, settings.status_interval_s)
 
-    def run(self) -> ItemOutcome:
+    def run(self, runner: Runner | None = None) -> ItemOutcome:
+        """Run on `runner` (a warm ComfyUI serving many items), or on a ComfyUI booted for this item alone."""
         log.info(
             "item %s (attempt %d), outbox %s",
             self.source.uri,
@@ -107,8 +112,10 @@ class WorkItem:
             extra={"fields": {"execution": self.execution}},
         )
         try:
-            with comfyui_runner(self.settings) as runner:  # boots while _run reads and fetches
+            if runner is not None:
                 return self._run(runner)
+            with comfyui_runner(self.settings) as booted:  # boots while _run reads and fetches
+                return self._run(booted)
         except WorkerError as exc:  # storage failing around the run, or ComfyUI's own start or stop
             return self._failed(exc)
         except Exception as exc:  # a bug, or a library error nobody translated: retry, and say so

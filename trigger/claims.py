@@ -78,6 +78,10 @@ class Claim:
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
 
+    def listing_metadata(self) -> dict[str, str]:
+        """Custom metadata on the claim object: a bucket listing then shows state and lease unread (pending.py)."""
+        return {"state": self.state.value, "expires_at": f"{self.expires_at:.3f}"}
+
     @classmethod
     def from_bytes(cls, raw: bytes) -> Claim:
         data: dict[str, Any] = json.loads(raw)
@@ -208,6 +212,7 @@ class ClaimStore:
     def _rewrite(self, lease: Lease, claim: Claim) -> int | None:
         """Replace the claim if we still hold it: its new generation, or None when the lease was lost."""
         blob = self._client.bucket(lease.obj.bucket).blob(lease.object_name)
+        blob.metadata = claim.listing_metadata()
         try:
             with self._translated(lease.obj, "update"):
                 blob.upload_from_string(
@@ -228,6 +233,7 @@ class ClaimStore:
         """Create or replace the claim under a precondition; None when the precondition failed."""
         name = self.claim_name(obj)
         blob = self._client.bucket(obj.bucket).blob(name)
+        blob.metadata = claim.listing_metadata()
         try:
             with self._translated(obj, "write"):
                 blob.upload_from_string(

@@ -19,6 +19,9 @@ at least GOOGLE_CLOUD_PROJECT, REGION, JOB_NAME and OUTBOX_BUCKET.
     CLAIM_WAIT_S          how long a duplicate delivery waits for the claim's holder to start
                           the job before answering 5xx (Eventarc then redelivers)   default: 10
     RUN_JOB_TIMEOUT_S     deadline of the Cloud Run Admin API `jobs.run` call       default: 30
+    MAX_EXECUTIONS        start a new execution only while fewer than this many of the job's
+                          executions are active; otherwise answer 5xx and leave the item pending
+                          for a running task to drain (capacity.py, docs/drain.md)  default: 10
     RUN_API_ENDPOINT      Admin API address override, e.g. http://127.0.0.1:8123 for the local
                           stand-in (`job.dev.run_api`); anonymous credentials and REST then
                           default: unset (the real API with the function's service account)
@@ -57,6 +60,7 @@ class TriggerConfig:
     claim_lease_s: float = 90.0
     claim_wait_s: float = 10.0
     run_job_timeout_s: float = 30.0
+    max_executions: int = 10
     run_api_endpoint: str | None = None
     storage_emulator_host: str | None = None
 
@@ -81,6 +85,7 @@ def load_config(environ: Mapping[str, str]) -> TriggerConfig:
         claim_lease_s=env.seconds("CLAIM_LEASE_S", 90.0),
         claim_wait_s=env.seconds("CLAIM_WAIT_S", 10.0, allow_zero=True),
         run_job_timeout_s=env.seconds("RUN_JOB_TIMEOUT_S", 30.0),
+        max_executions=env.integer("MAX_EXECUTIONS", 10),
         run_api_endpoint=env.url("RUN_API_ENDPOINT"),
         storage_emulator_host=env.url("STORAGE_EMULATOR_HOST"),
     )
@@ -124,7 +129,7 @@ class _Env:
         try:
             value = int(raw.replace("_", ""))
         except ValueError:
-            raise ConfigurationError(f"{name}={raw!r} is not a whole number of bytes") from None
+            raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
         if value <= 0:
             raise ConfigurationError(f"{name}={raw!r} must be positive")
         return value

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
+from google.cloud.storage.exceptions import DataCorruption
 
 
 class TriggerError(Exception):
@@ -52,6 +53,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     auth_exc.RefreshError,  # the metadata server hiccuped while refreshing a token
     ConnectionError,
     TimeoutError,
+    DataCorruption,  # a download whose checksum did not match (a read racing a rewrite): read again
 )
 
 

@@ -2,8 +2,12 @@
 
 event ──not finalized / not a request──> ignored (2xx)
   │
+  admission ──MAX_EXECUTIONS active, or a job task runs it──> 5xx, item left pending (capacity.py)
+  │
   claim (object, generation) ──settled by another delivery──> duplicate (2xx)
   │                          └─live holder after CLAIM_WAIT_S──> ClaimBusy (5xx, redelivered)
+  launch gate, count again ──full──> claim released, AtCapacity (5xx, redelivered)
+  (a .batch.json: BATCH_URI and the spec's `tasks` as the task count, batches.py)
   jobs.run ──permanent──> claim records `failed`, logged with the fix (2xx)
   │        └─transient──> claim released, TransientError (5xx, redelivered)
   claim records `started` with the execution name (2xx)
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,6 +25,8 @@ import google.cloud.storage as storage  # no py.typed: `from google.cloud import
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 
+from .batches import BatchSpecs, is_batch_spec
+from .capacity import Admission
 from .claims import ClaimState, ClaimStore, Settled
 from .config import TriggerConfig
 from .errors import PermanentError, TransientError, TriggerError, translate_google_errors
@@ -50,10 +57,19 @@ class Outcome:
 class InboxTrigger:
     """Claims the object generation, then starts the job with REQUEST_URI and OUTBOX_URI."""
 
-    def __init__(self, config: TriggerConfig, claims: ClaimStore, launcher: JobLauncher) -> None:
+    def __init__(
+        self,
+        config: TriggerConfig,
+        claims: ClaimStore,
+        launcher: JobLauncher,
+        admission: Admission | None = None,
+        batch_specs: BatchSpecs | None = None,
+    ) -> None:
         self.config = config
         self.claims = claims
         self.launcher = launcher
+        self.admission = admission  # None: no limit on executions
+        self.batch_specs = batch_specs  # reads a .batch.json drop's task count; None: such drops fail
 
     @classmethod
     def from_config(cls, config: TriggerConfig) -> InboxTrigger:
@@ -69,7 +85,7 @@ class InboxTrigger:
                 gcs = storage.Client(project=config.project)
         claims = ClaimStore(gcs, config.claims_prefix, lease_s=config.claim_lease_s, wait_s=config.claim_wait_s)
         launcher = JobLauncher(make_jobs_client(config), config.job_path, timeout_s=config.run_job_timeout_s)
-        return cls(config, claims, launcher)
+        return cls(config, claims, launcher, Admission.from_config(config, gcs, claims), BatchSpecs(gcs))
 
     def handle(self, event: CloudEventLike) -> Outcome:
         """Act on one delivery. TransientError propagates (redeliver); all else is an Outcome."""
@@ -84,6 +100,8 @@ class InboxTrigger:
         if reason:
             return Outcome(Action.IGNORED, reason, source=obj.uri)
         try:
+            if self.admission is not None:
+                self.admission.admit(obj)  # AtCapacity, HeldByTask: 5xx, redelivered
             held = self.claims.acquire(obj, by=f"event {event.get('id')}")
         except PermanentError as exc:
             return Outcome(Action.FAILED, str(exc), source=obj.uri)
@@ -93,8 +111,14 @@ class InboxTrigger:
             return Outcome(Action.DUPLICATE, why, source=obj.uri, execution=claim.execution)
 
         env = {"REQUEST_URI": obj.uri, "OUTBOX_URI": obj.outbox_uri(self.config)}
+        task_count: int | None = None
         try:
-            started = self.launcher.start(env)
+            if is_batch_spec(obj):  # BATCH_URI instead, and as many tasks as the spec asks for
+                if self.batch_specs is None:
+                    raise PermanentError(f"{obj.uri} is a batch spec, and this trigger was built without a reader")
+                env, task_count = self.batch_specs.job_overrides(obj)
+            with self.admission.gate(obj) if self.admission is not None else nullcontext():
+                started = self.launcher.start(env, task_count=task_count)
         except PermanentError as exc:
             error = str(exc)
             self._record("the failure", lambda: self.claims.settle(held, ClaimState.FAILED, error=error))

@@ -50,10 +50,11 @@ class JobLauncher:
         self.job_path = job_path
         self._timeout_s = timeout_s
 
-    def start(self, env: Mapping[str, str]) -> Started:
+    def start(self, env: Mapping[str, str], *, task_count: int | None = None) -> Started:
         """Create one execution of the job with `env` added to its container; do not wait for it.
 
-        Raises TransientError (retry the event) or PermanentError (acknowledge it, fix the setup).
+        `task_count` overrides the job's (a batch's tasks share its items). Raises TransientError
+        (retry the event) or PermanentError (acknowledge it, fix the setup).
         """
         overrides = run_v2.RunJobRequest.Overrides(
             container_overrides=[
@@ -62,6 +63,8 @@ class JobLauncher:
                 )
             ]
         )
+        if task_count is not None:
+            overrides.task_count = task_count
         request = run_v2.RunJobRequest(name=self.job_path, overrides=overrides)
         with translate_google_errors(f"run job {self.job_path}", _fixes(self.job_path)):
             operation = self._client.run_job(request=request, timeout=self._timeout_s, retry=None)

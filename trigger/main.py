@@ -15,6 +15,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from . import logs
+from .capacity import AtCapacity, HeldByTask
 from .config import load_config
 from .errors import ConfigurationError, TriggerError
 from .handler import Action, InboxTrigger
@@ -36,7 +37,10 @@ def on_inbox_object(cloud_event: CloudEvent) -> None:
             outcome = _trigger().handle(cloud_event)
         except TriggerError as exc:  # transient or misconfigured: answer 5xx so Eventarc redelivers
             level = log.error if isinstance(exc, ConfigurationError) else log.warning
-            level("will be redelivered: %s", exc, extra={"action": "retry", "event_type": cloud_event.get("type")})
+            action = "retry"
+            if isinstance(exc, AtCapacity | HeldByTask):  # expected in a burst: the item waits for a draining task
+                level, action = log.info, "pending"
+            level("will be redelivered: %s", exc, extra={"action": action, "event_type": cloud_event.get("type")})
             raise
         level = log.error if outcome.action is Action.FAILED else log.info
         level(

@@ -1,5 +1,8 @@
 """`worker-comfyui job`: the Cloud Run job's command; one inbox item in, its outbox folder out.
 
+While ComfyUI is warm the task then runs further pending inbox items (job/drain.py); with
+DRAIN=true it runs only those, and exits before booting ComfyUI when there are none.
+
 Exit status: 0 when the item is finished (a result, an error result, or nothing to do), 1 when
 the task should be retried (infrastructure failure), 2 when the configuration is wrong.
 """
@@ -33,15 +36,17 @@ def job_command(args: argparse.Namespace, settings: Settings) -> int:
     exit_on_sigterm()
     overrides = {"request_uri": args.request, "outbox_uri": args.outbox}
     settings = settings.model_copy(update={key: value for key, value in overrides.items() if value})
-    from job.work_item import run_item  # the storage and ComfyUI stack, loaded only for this command
+    if settings.batch_uri:  # a batch task (Cloud Scheduler, or a .batch.json drop): its share of the items
+        from job.commands.batch import batch_task_command
+
+        return batch_task_command(settings)
+    from job.drain import run_task  # the storage and ComfyUI stack, loaded only for this command
 
     try:
-        outcome = run_item(settings)
+        return run_task(settings)  # its own item, then pending ones on the warm ComfyUI (DRAIN=true: only those)
     except ConfigurationError as exc:
         log.error("configuration: %s", exc.message)
         return 2
     except WorkerError as exc:  # not even an error result.json could be written (e.g. no access to the outbox)
         log.error("the item could not be finished: %s (%s)", exc.message, exc.error_type)
         return 1
-    log.info("item %s: exit %d", outcome.disposition.value, outcome.exit_code)
-    return outcome.exit_code

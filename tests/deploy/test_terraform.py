@@ -114,7 +114,11 @@ def test_job_runs_the_job_command_on_an_l4(tf: Terraform):
     assert int(tf.default("job_memory").removesuffix("Gi")) >= 16
     env = [d["env"] for d in container["dynamic"] if "env" in d]
     assert env and env[0]["for_each"] == "${local.job_env}"
-    assert tf.locals["job_env"] == "${merge(local.worker_env, {JOB_MAX_RETRIES = tostring(var.job_max_retries)})}"
+    assert tf.locals["job_env"] == (
+        "${merge(local.worker_env, {JOB_MAX_RETRIES = tostring(var.job_max_retries), "
+        "DRAIN_MAX_SECONDS = tostring(local.drain_max_seconds)})}"
+    )
+    assert tf.locals["drain_max_seconds"] == '${max(60, tonumber(trimsuffix(var.job_task_timeout, "s")) - 960)}'
     assert {"OUTBOX_BUCKET", "INBOX_BUCKET", "CLAIMS_PREFIX"} <= tf.locals["worker_base_env"].keys()
 
 

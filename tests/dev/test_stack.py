@@ -46,9 +46,8 @@ pytestmark = pytest.mark.comfyui
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, comfy_server, comfy_settings_session):
     settings = comfy_settings_session.model_copy(update={"comfyui_url": comfy_server.base_url})
-    config = StackConfig(
-        settings=settings, environ=dict(os.environ), data_dir=tmp_path_factory.mktemp("dev"), ports=ANY_PORTS
-    )
+    environ = {**os.environ, "DRAIN_MAX_ITEMS": "1"}  # one execution per drop: these tests count jobs.run calls
+    config = StackConfig(settings=settings, environ=environ, data_dir=tmp_path_factory.mktemp("dev"), ports=ANY_PORTS)
     with DevStack(config) as running:
         yield running
 

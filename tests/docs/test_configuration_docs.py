@@ -11,9 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"
 _DOC_ROW = re.compile(r"^\|\s*`([A-Z][A-Z0-9_]+)`", re.MULTILINE)
 # Reads outside job/settings.py: the trigger's typed reader and any direct environ access.
-_LITERAL_READ = re.compile(
-    r"""(?:environ(?:\.get)?\s*[\[(]\s*|getenv\(\s*|env\.\w+\(\s*)["']([A-Z][A-Z0-9_]+)["']"""
-)
+_LITERAL_READ = re.compile(r"""(?:environ(?:\.get)?\s*[\[(]\s*|getenv\(\s*|env\.\w+\(\s*)["']([A-Z][A-Z0-9_]+)["']""")
 
 
 def documented() -> set[str]:

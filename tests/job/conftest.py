@@ -118,6 +118,7 @@ def job_env(gcs: GcsEmulator, **values: Any) -> dict[str, str]:
     """The environment of one job process: this shell's, minus job variables, plus the emulator and `values`."""
     env = {key: value for key, value in os.environ.items() if key not in JOB_VARS}
     env.update(gcs.env(), GOOGLE_CLOUD_PROJECT=PROJECT, LOG_FORMAT="json", COMFY_LOG_LEVEL="INFO")
+    env.update(DRAIN_MAX_ITEMS="1")  # one item per run here; draining further items is tests/drain's
     env.update({key.upper(): str(value) for key, value in values.items() if value is not None})
     return env
 

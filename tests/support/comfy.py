@@ -22,7 +22,7 @@ def comfy_settings(base_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "comfyui_dir": comfyui_dir,
         "comfyui_port": free_port(),
-        "comfyui_args": f"--base-directory {base_dir} --disable-all-custom-nodes",
+        "comfyui_args": f"--base-directory {base_dir} --disable-all-custom-nodes --disable-api-nodes",
         "comfy_log_level": "INFO",
         "history_poll_s": 0.5,
         "websocket_reconnect_delay_s": 0.2,

@@ -24,7 +24,7 @@ FORBIDDEN_JOB = "projects/local-project/locations/us-central1/jobs/secret-job"
 TRIGGER_VARS = (
     "GOOGLE_CLOUD_PROJECT", "GCP_PROJECT", "REGION", "JOB_NAME", "OUTBOX_BUCKET", "OUTBOX_PREFIX",
     "CLAIMS_PREFIX", "MAX_REQUEST_BYTES", "CLAIM_LEASE_S", "CLAIM_WAIT_S", "RUN_JOB_TIMEOUT_S",
-    "RUN_API_ENDPOINT", "STORAGE_EMULATOR_HOST",
+    "RUN_API_ENDPOINT", "STORAGE_EMULATOR_HOST", "MAX_EXECUTIONS",
 )  # fmt: skip
 WORKFLOW = {"3": {"class_type": "KSampler", "inputs": {"seed": 1}}}
 
