@@ -65,20 +65,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def ensure_port_free(host: str, port: int, *, what: str) -> None:
-    """Refuse early, and clearly, when something already listens on host:port."""
+def port_in_use(host: str, port: int) -> bool:
+    """Something listens on host:port. As servers bind (Go's net.Listen, http.server), with
+    SO_REUSEADDR: a port left in TIME_WAIT by the last run counts as free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As servers bind (Go's net.Listen, http.server): a port left in TIME_WAIT by the last run is free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise EmulatorError(
-                    f"{what}: port {port} on {host} is already in use; stop what listens there "
-                    f"(`ss -ltnp 'sport = :{port}'` shows it) or choose another port (0 picks a free one)"
-                ) from None
+                return True
             raise
+    return False
+
+
+def ensure_port_free(host: str, port: int, *, what: str) -> None:
+    """Refuse early, and clearly, when something already listens on host:port."""
+    if port_in_use(host, port):
+        raise EmulatorError(
+            f"{what}: port {port} on {host} is already in use; stop what listens there "
+            f"(`ss -ltnp 'sport = :{port}'` shows it) or choose another port (0 picks a free one)"
+        )
 
 
 class GcsEmulator:

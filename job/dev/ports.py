@@ -6,12 +6,10 @@ line that says which part, which port and which flag; 0 asks for any free port.
 
 from __future__ import annotations
 
-import errno
-import socket
 from dataclasses import dataclass, fields
 
 from job.dev.children import StackError
-from job.dev.gcs_emulator import free_port
+from job.dev.gcs_emulator import free_port, port_in_use
 
 
 @dataclass(frozen=True)
@@ -60,13 +58,7 @@ def resolve_ports(ports: Ports, host: str) -> Ports:
 
 
 def _in_use(host: str, port: int) -> bool:
-    """Something listens on host:port. SO_REUSEADDR: a port merely in TIME_WAIT counts as free, as servers see it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise StackError(f"cannot use {host}:{port}: {exc.strerror}") from None
-    return False
+    try:
+        return port_in_use(host, port)
+    except OSError as exc:
+        raise StackError(f"cannot use {host}:{port}: {exc.strerror}") from None
