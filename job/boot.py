@@ -26,17 +26,17 @@ def exit_on_sigterm() -> None:
 
 
 @contextmanager
-def comfyui_runner(settings: Settings, *, install: bool = True) -> Iterator[Runner]:
+def comfyui_runner(settings: Settings, *, install: bool = True, server: ComfyServer | None = None) -> Iterator[Runner]:
     """A Runner on a started ComfyUI (a child, or attached via COMFYUI_URL); stopped on exit.
 
     The server is started but not awaited: callers overlap their own preparation with the boot,
-    and `Runner.run` waits for readiness.
+    and `Runner.run` waits for readiness. A `server` the caller started already is used (and stopped).
     """
-    if install and settings.comfyui_url is None and not (settings.comfyui_dir / "main.py").is_file():
+    if server is None and install and settings.comfyui_url is None and not (settings.comfyui_dir / "main.py").is_file():
         install_comfyui(settings.comfyui_dir)
     if settings.models_mount is not None:
         write_extra_model_paths(settings.models_mount, settings.comfyui_dir)  # read by ComfyUI at start
-    server = ComfyServer(settings).start()
+    server = (server or ComfyServer(settings)).start()
     runner = Runner(server, settings)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="models") as pool:
         if settings.models_uri:

@@ -25,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from job.boot import comfyui_runner
+from job.comfyui.process import ComfyServer
 from job.errors import ConfigurationError, StorageError, WorkerError
 from job.inbox import Inbox, ItemSource
 from job.logs import request_context
@@ -42,10 +43,11 @@ from trigger.pending import TASK_HOLDER, pending_objects
 log = logging.getLogger(__name__)
 
 
-def run_task(settings: Settings, *, storages: Storages | None = None) -> int:
+def run_task(settings: Settings, *, storages: Storages | None = None, server: ComfyServer | None = None) -> int:
     """One job task: its own item (REQUEST_URI), then pending ones; only pending ones with DRAIN=true.
 
     Returns the exit code: 0 when everything taken is finished, 1 to have the task retried.
+    `server`: a ComfyUI the caller started early, so its boot overlaps this process's imports.
     """
     storages = storages or Storages(settings.google_cloud_project)
     own = ItemSource.parse(settings.request_uri) if settings.request_uri else None
@@ -61,7 +63,7 @@ def run_task(settings: Settings, *, storages: Storages | None = None) -> int:
         return 0
     with ExitStack() as stack:
         try:
-            runner: Runner | None = stack.enter_context(comfyui_runner(settings))
+            runner: Runner | None = stack.enter_context(comfyui_runner(settings, server=server))
         except WorkerError as exc:  # not even started: the own item boots (and fails) on its own, and says so
             log.error("could not start ComfyUI: %s", exc.message)
             if own is None:

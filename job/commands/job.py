@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from job.boot import exit_on_sigterm
+from job.comfyui.process import ComfyServer
 from job.errors import ConfigurationError, WorkerError
 from job.settings import Settings
 
@@ -40,13 +41,20 @@ def job_command(args: argparse.Namespace, settings: Settings) -> int:
         from job.commands.batch import batch_task_command
 
         return batch_task_command(settings)
-    from job.drain import run_task  # the storage and ComfyUI stack, loaded only for this command
-
+    # A task with an item of its own boots ComfyUI anyway: start it now, so its boot overlaps the
+    # imports below (storage, fetch, webhook: about a second). A sweep (DRAIN=true) may not boot at all.
+    installed = settings.comfyui_url is not None or (settings.comfyui_dir / "main.py").is_file()
+    server = ComfyServer(settings).start() if settings.request_uri and not settings.drain and installed else None
     try:
-        return run_task(settings)  # its own item, then pending ones on the warm ComfyUI (DRAIN=true: only those)
+        from job.drain import run_task  # the storage and ComfyUI stack, loaded only for this command
+
+        return run_task(settings, server=server)  # its own item, then pending ones (DRAIN=true: only those)
     except ConfigurationError as exc:
         log.error("configuration: %s", exc.message)
         return 2
     except WorkerError as exc:  # not even an error result.json could be written (e.g. no access to the outbox)
         log.error("the item could not be finished: %s (%s)", exc.message, exc.error_type)
         return 1
+    finally:
+        if server is not None:
+            server.stop()  # idempotent: normally the runner stopped it already
