@@ -19,7 +19,6 @@ import argparse
 import base64
 import itertools
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.direct import DirectClient
+from bench.pairs import interleaved, ratio_figures
 from job.comfyui.process import ComfyServer
 from job.dev.gcs_emulator import free_port
 from job.settings import load_settings
@@ -123,21 +123,15 @@ def compare(
 
     for fn in (via_direct, via_predict):  # warm both paths (connections, ComfyUI's first run)
         timed(fn, batch)
-    direct_s: list[float] = []
-    predict_s: list[float] = []
     payload = 0
-    for i in range(n):
-        pair = [(via_direct, direct_s), (via_predict, predict_s)]
-        for fn, times in pair if i % 2 == 0 else reversed(pair):
-            elapsed, payload = timed(fn, batch)
-            times.append(elapsed)
-    ratios = [p / d for p, d in zip(predict_s, direct_s, strict=True)]
-    figures = {
-        "direct_ms": statistics.median(direct_s) * 1000,
-        "predict_ms": statistics.median(predict_s) * 1000,
-        "ratio_of_medians": statistics.median(predict_s) / statistics.median(direct_s),
-        "median_ratio": statistics.median(ratios),
-    }
+
+    def timed_predict() -> float:
+        nonlocal payload
+        elapsed, payload = timed(via_predict, batch)
+        return elapsed
+
+    direct_s, predict_s = interleaved(n, lambda: timed(via_direct, batch)[0], timed_predict)
+    figures = ratio_figures(direct_s, predict_s, "predict")
     print(
         f"{label:<8} n={n:<3} {payload / 1024:7.0f} KiB   direct {figures['direct_ms']:8.1f} ms   "
         f"predict {figures['predict_ms']:8.1f} ms   ratio of medians {figures['ratio_of_medians']:.3f}   "

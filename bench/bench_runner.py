@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.direct import DirectClient
+from bench.pairs import interleaved, ratio_figures
 from job.comfyui.process import ComfyServer
 from job.dev.gcs_emulator import free_port
 from job.runner import Runner
@@ -79,19 +79,8 @@ def compare(label: str, n: int, size: int, batch: int, direct: DirectClient, run
 
     for fn in (via_direct, via_runner):  # warm both paths (imports, connections, ComfyUI's first run)
         timed(fn, batch)
-    direct_s: list[float] = []
-    runner_s: list[float] = []
-    for i in range(n):
-        pair = [(via_direct, direct_s), (via_runner, runner_s)]
-        for fn, times in pair if i % 2 == 0 else reversed(pair):
-            times.append(timed(fn, batch))
-    ratios = [r / d for r, d in zip(runner_s, direct_s, strict=True)]
-    figures = {
-        "direct_ms": statistics.median(direct_s) * 1000,
-        "runner_ms": statistics.median(runner_s) * 1000,
-        "ratio_of_medians": statistics.median(runner_s) / statistics.median(direct_s),
-        "median_ratio": statistics.median(ratios),
-    }
+    direct_s, runner_s = interleaved(n, lambda: timed(via_direct, batch), lambda: timed(via_runner, batch))
+    figures = ratio_figures(direct_s, runner_s, "runner")
     print(
         f"{label:<12} n={n:<3} direct {figures['direct_ms']:8.1f} ms   runner {figures['runner_ms']:8.1f} ms   "
         f"ratio of medians {figures['ratio_of_medians']:.3f}   median ratio {figures['median_ratio']:.3f}",
