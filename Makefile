@@ -10,6 +10,7 @@ PIP := $(BIN)/python -m pip
 # The project, its test tools and a local ComfyUI at the pinned version (idempotent; fast when done).
 setup: $(VENV)/.installed
 	$(BIN)/worker-comfyui comfyui install
+	$(BIN)/python -m compileall -q job trigger  # as `pip install .` does in the image
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -12,6 +12,11 @@ to measure the boot, and ComfyUI's execution time is read from result.json:
 
     overhead = (event -> result.json) - bare boot - execution
 
+Boots vary by a second or more from one to the next, so the bench also prints the overhead around
+the job's own boot (less the boot the job's ComfyUI took, spawn to first answer, as result.json
+records it) and how much slower that boot was than the bare one (on a small machine, the job's
+own imports and input fetch share the CPU with ComfyUI's boot).
+
 The goal is an overhead <= 1 s, with the input fetched while ComfyUI boots. Not a test: it prints
 figures and asserts nothing.
 """
@@ -57,12 +62,11 @@ def comfy_settings(base: Path) -> Settings:
 
 def bare_boot(base: Path) -> float:
     """Seconds from spawning a ComfyUI child to its first answer."""
-    server = ComfyServer(comfy_settings(base))
-    started = time.perf_counter()
-    server.start()
+    server = ComfyServer(comfy_settings(base)).start()
     try:
         server.wait_ready()
-        return time.perf_counter() - started
+        assert server.boot_s is not None
+        return server.boot_s
     finally:
         server.stop()
 
@@ -94,6 +98,7 @@ def job_env(gcs: GcsEmulator, settings: Settings) -> dict[str, str]:
         COMFYUI_DIR=str(settings.comfyui_dir),
         COMFYUI_PORT=str(settings.comfyui_port),
         COMFYUI_ARGS=settings.comfyui_args,
+        DRAIN_MAX_ITEMS="1",  # no grace period for further inbox items after result.json: not measured
     )
     return env
 
@@ -140,22 +145,19 @@ def one_round(index: int, gcs: GcsEmulator, client: Any, png: bytes, scratch: Pa
         "bare_boot_s": boot_s,
         "execution_s": timings["execution_s"],
         "overhead_s": overhead,
-        # the same, less the boot the job itself saw (spawn -> ready) instead of the bare one
-        "overhead_job_boot_s": event_to_result_s - timings["boot_s"] - timings["execution_s"],
-        "function_s": function_s,
+        # the same less the boot of the job's own ComfyUI: what the pipeline adds around a boot
+        "overhead_around_boot_s": event_to_result_s - timings["boot_s"] - timings["execution_s"],
         "job_boot_s": timings["boot_s"],
+        "function_s": function_s,
         "prepare_s": timings["prepare_s"],
         "run_total_s": timings["total_s"],
         "upload_s": timings["upload_s"],
-        "job_s": timings["job_s"],
-        # python start, imports and settings before the job's clock starts, plus the result's write
-        "process_start_s": event_to_result_s - function_s - timings["job_s"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6, help="even: bare boots alternate before and after")
     parser.add_argument("--input-px", type=int, default=1024, help="side of the noise PNG fetched from gs://")
     args = parser.parse_args()
     os.environ.update(FUNCTION_TARGET="on_inbox_object", FUNCTION_SIGNATURE_TYPE="cloudevent")
@@ -178,9 +180,11 @@ def main() -> None:
     for key in rows[0]:
         print(f"  {key:<18} {statistics.median(row[key] for row in rows):8.3f}")
     overhead = statistics.median(row["overhead_s"] for row in rows)
-    in_job = statistics.median(row["overhead_job_boot_s"] for row in rows)
+    around = statistics.median(row["overhead_around_boot_s"] for row in rows)
+    slowdown = statistics.median(row["job_boot_s"] - row["bare_boot_s"] for row in rows)
     print(f"\noverhead (event -> result.json, less bare boot and execution): {overhead:.3f} s (goal <= 1 s)")
-    print(f"overhead less the boot the job itself measured:                {in_job:.3f} s")
+    print(f"  around the boot (less the job's own ComfyUI boot instead):  {around:.3f} s")
+    print(f"  the job's ComfyUI boot less the bare boot:                   {slowdown:+.3f} s")
     print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPU(s)")
 
 

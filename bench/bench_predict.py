@@ -3,8 +3,9 @@
     python bench/bench_predict.py [--n 30] [--comfyui-url http://127.0.0.1:8188] [--solid]
 
 - direct: `bench/direct.py` (POST /prompt, websocket wait, /history, /view): raw bytes in hand.
-- predict: `worker-comfyui serve` in its own process, attached to the same ComfyUI (COMFYUI_URL);
-  the client posts the workflow, parses the JSON and decodes the base64: the same bytes in hand.
+- predict: `worker-comfyui serve` in its own process with its ComfyUI as its child, as deployed
+  (direct talks to that same ComfyUI); the client posts the workflow, parses the JSON and decodes
+  the base64: the same bytes in hand. `--comfyui-url` makes the service attach to a ComfyUI instead.
 
 Graphs: 64 px (EmptyImage -> SaveImage: the fixed overhead; goal <= 1.5x) and a 4x512-px batch
 (EmptyImage -> ImageAddNoise -> SaveImage, so the PNGs weigh what real pictures weigh and base64
@@ -35,9 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from bench.direct import DirectClient
 from bench.pairs import interleaved, ratio_figures
-from job.comfyui.process import ComfyServer
 from job.dev.gcs_emulator import free_port
-from job.settings import load_settings
 
 _unique = itertools.count(1)
 
@@ -57,34 +56,30 @@ def graph(size: int, batch: int, *, noise: bool) -> dict[str, Any]:
 
 
 @contextmanager
-def comfyui(url: str | None) -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="bench-comfy-") as base:
-        settings = load_settings(
-            comfyui_url=url,
-            comfyui_port=free_port(),
-            comfyui_args=f"--base-directory {base} --disable-all-custom-nodes",
-            comfy_log_level="WARNING",
-        )
-        server = ComfyServer(settings).start()
-        try:
-            server.wait_ready()
-            yield server.base_url
-        finally:
-            server.stop()
+def service(comfyui_url: str | None) -> Iterator[tuple[str, str]]:
+    """`worker-comfyui serve` in its own process until healthy: (its URL, its ComfyUI's URL).
 
-
-@contextmanager
-def service(comfyui_url: str) -> Iterator[str]:
-    """`worker-comfyui serve` attached to `comfyui_url`, in its own process, until healthy."""
-    port = free_port()
-    env = {**os.environ, "COMFYUI_URL": comfyui_url, "PORT": str(port), "LOG_FORMAT": "json"}
-    with tempfile.TemporaryFile() as log:
+    As deployed, the service boots ComfyUI as its child (and so reads outputs from its disk);
+    with `comfyui_url` it attaches to that ComfyUI instead.
+    """
+    port, comfy_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-comfy-") as base, tempfile.TemporaryFile() as log:
+        env = {
+            **os.environ,
+            "PORT": str(port),
+            "LOG_FORMAT": "json",
+            "COMFYUI_PORT": str(comfy_port),
+            "COMFYUI_ARGS": f"--base-directory {base} --disable-all-custom-nodes",
+            "COMFY_LOG_LEVEL": "WARNING",
+        }
+        if comfyui_url:
+            env["COMFYUI_URL"] = comfyui_url
         proc = subprocess.Popen(
             [sys.executable, "-m", "job", "serve", "--host", "127.0.0.1"], env=env, stdout=log, stderr=log
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180
             while True:
                 try:
                     if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
@@ -95,7 +90,7 @@ def service(comfyui_url: str) -> Iterator[str]:
                     log.seek(0)
                     raise RuntimeError(f"the service did not come up:\n{log.read().decode()[-3000:]}")
                 time.sleep(0.1)
-            yield url
+            yield url, comfyui_url or f"http://127.0.0.1:{comfy_port}"
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -144,15 +139,14 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=30, help="pairs per graph (default 30)")
-    parser.add_argument("--comfyui-url", help="attach to this ComfyUI instead of booting one")
+    parser.add_argument("--comfyui-url", help="attach the service to this ComfyUI instead of its own child")
     parser.add_argument("--solid", action="store_true", help="4x512 without noise (tiny PNGs)")
     args = parser.parse_args(argv)
 
     cases = {"64px": (64, 1, False, 1.5), "4x512px": (512, 4, not args.solid, 1.15)}
     missed = []
     with (
-        comfyui(args.comfyui_url) as comfy_url,
-        service(comfy_url) as url,
+        service(args.comfyui_url) as (url, comfy_url),
         DirectClient(comfy_url) as direct,
         httpx.Client(base_url=url, timeout=300) as http,
     ):

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from types import FrameType
 
 from job.comfyui.install import install_comfyui
 from job.comfyui.models import sync_models, write_extra_model_paths
 from job.comfyui.process import ComfyServer
 from job.runner import Runner
 from job.settings import Settings
-
-
-def exit_on_sigterm() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so every `finally` (and ComfyUI's shutdown) runs."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 @contextmanager

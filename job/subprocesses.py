@@ -1,7 +1,8 @@
 """Child processes that never outlive us: one way to tie them to their parent and to stop them.
 
 ComfyUI, the dev stack's parts and the job tasks the Admin API stand-in launches all start in their
-own session (process group), so a stop reaches their grandchildren too.
+own session (process group), so a stop reaches their grandchildren too; and SIGTERM unwinds our
+own process, so its `finally` blocks stop them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,19 @@ import os
 import signal
 import subprocess
 import sys
+from types import FrameType
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every `finally` (and ComfyUI's shutdown) runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

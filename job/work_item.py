@@ -148,10 +148,13 @@ class WorkItem:
         self.request = request = parse_request(parse_json(self.inbox.read(self.source)))
         inputs = gather_inputs(request, self._fetch)
         self.timings["prepare_s"] = time.monotonic() - mark
-        if not runner.server.ready:
+        booting = not runner.server.ready
+        if booting:
             self.status.update(state="booting")
         runner.server.wait_ready()
-        self.timings["boot_s"] = time.monotonic() - self.started  # an upper bound when preparing took longer
+        waited = time.monotonic() - self.started
+        # ComfyUI's own boot (spawn to first answer) when this item waited for it; else the wait
+        self.timings["boot_s"] = runner.server.boot_s if booting and runner.server.boot_s else waited
         self.status.update(state="queued")
         result = runner.run(request.workflow, inputs=inputs, timeout_s=request.timeout_s, on_progress=self._progress)
         files = apply_output_format(result.files, request.output)

@@ -7,10 +7,11 @@ ComfyUI through it (via the runner), so the protocol lives in one place.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -50,6 +51,7 @@ class ComfyClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
         self._object_info: dict[str, Any] | None = None
+        self._is_output_class: dict[str, bool] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -75,6 +77,18 @@ class ComfyClient:
         if self._object_info is None or refresh:
             self._object_info = self._json("GET", "/object_info")
         return self._object_info or {}
+
+    def output_classes(self, class_types: Iterable[str]) -> frozenset[str]:
+        """Those of `class_types` that are output nodes (what ComfyUI runs a prompt for); cached per class.
+
+        One small /object_info/{class} read per class not seen before, not the whole catalogue.
+        """
+        names = set(class_types)
+        for class_type in names - self._is_output_class.keys():
+            info = (self._json("GET", f"/object_info/{quote(class_type, safe='')}") or {}).get(class_type)
+            if isinstance(info, dict):  # an unknown class stays unknown: the prompt's validation names it
+                self._is_output_class[class_type] = bool(info.get("output_node"))
+        return frozenset(name for name in names if self._is_output_class.get(name))
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The finished prompt's history entry, or None while it is queued or running."""
@@ -113,27 +127,30 @@ class ComfyClient:
         uploaded: str = response.json().get("name", name)
         return uploaded
 
-    def queue_prompt(self, workflow: dict[str, Any], client_id: str) -> str:
-        """Queue the workflow; a 400 from ComfyUI becomes a typed error naming each bad node."""
+    def queue_prompt(self, workflow: dict[str, Any], client_id: str, prompt_id: str | None = None) -> str:
+        """Queue the workflow (under `prompt_id` if given); a 400 becomes a typed error naming each bad node."""
+        body: dict[str, Any] = {"prompt": workflow, "client_id": client_id}
+        if prompt_id is not None:
+            body["prompt_id"] = prompt_id
         with comfy_errors(self.base_url):
-            response = self._http.post("/prompt", json={"prompt": workflow, "client_id": client_id})
+            response = self._http.post("/prompt", json=body)
         if response.status_code == 400:
             try:
-                body = response.json()
+                refusal = response.json()
             except json.JSONDecodeError:
-                body = {"error": {"message": response.text}}
-            raise prompt_error(body, workflow, self._object_info_or_empty)
+                refusal = {"error": {"message": response.text}}
+            raise prompt_error(refusal, workflow, self._object_info_or_empty)
         with comfy_errors(self.base_url):
             response.raise_for_status()
-        body = response.json()
-        prompt_id: str = body["prompt_id"]
-        if body.get("node_errors"):
+        answer = response.json()
+        queued_id: str = answer["prompt_id"]
+        if answer.get("node_errors"):
             # ComfyUI queued only the outputs that validated; running half a workflow would
             # silently drop the rest, so take it back and report every bad node.
-            self.delete_queued(prompt_id)
-            self.interrupt(prompt_id)
-            raise prompt_error(body, workflow, self._object_info_or_empty)
-        return prompt_id
+            self.delete_queued(queued_id)
+            self.interrupt(queued_id)
+            raise prompt_error(answer, workflow, self._object_info_or_empty)
+        return queued_id
 
     def interrupt(self, prompt_id: str) -> None:
         """Stop the prompt if it is running (ComfyUI 0.3.x interrupts only the named prompt)."""

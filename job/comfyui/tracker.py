@@ -1,8 +1,11 @@
 """Follow one queued prompt to its end: websocket events raced against /history polling.
 
-The websocket gives progress and a prompt finish signal within milliseconds; /history is the
-authority on the result and the safety net when the socket drops or goes silent. Every wait is
-bounded by the run's deadline, after which the prompt is cancelled and RunTimeout raised.
+The websocket gives progress, the outputs (`executed`) and the finish (`execution_success`) within
+milliseconds. When the socket saw the whole run, those events are the result: reading /history
+instead would wait out ComfyUI's post-prompt garbage collection, which holds its server for ~0.5 s
+after a process's first prompt. /history is the authority whenever the socket dropped or went
+silent. Every wait is bounded by the run's deadline, after which the prompt is cancelled and
+RunTimeout raised.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from job.comfyui.client import ComfyClient
-from job.comfyui.events import EventStream
+from job.comfyui.events import Subscription
 from job.errors import ComfyCrashed, ComfyUnavailable, ExecutionFailed, RunTimeout, WorkerError
 
 log = logging.getLogger(__name__)
@@ -56,7 +59,7 @@ class PromptTracker:
     """Waits for one prompt; `lost()` names why ComfyUI is gone (crashed, restarted) or returns None."""
 
     client: ComfyClient
-    stream: EventStream
+    events: Subscription
     prompt_id: str
     workflow: dict[str, Any]
     deadline: float
@@ -65,17 +68,21 @@ class PromptTracker:
     lost: LostCheck
     on_progress: ProgressCallback | None = None
     cancel: threading.Event | None = None  # set by another thread: stop the prompt and give up
+    output_nodes: frozenset[str] = frozenset()  # the workflow's output nodes; empty: wait for the prompt's end
     progress: Progress = field(init=False)
+    _outputs: dict[str, Any] = field(init=False, default_factory=dict)  # node id -> its `executed` output
+    _reported: set[str] = field(init=False, default_factory=set)  # nodes that sent `executed`
+    _messages: list[tuple[str, dict[str, Any]]] = field(init=False, default_factory=list)  # timestamped, as in /history
 
     def __post_init__(self) -> None:
         self.progress = Progress(prompt_id=self.prompt_id, nodes_total=len(self.workflow))
 
     def wait(self) -> dict[str, Any]:
-        """The prompt's /history entry once it succeeded; a typed error otherwise."""
-        # With the socket up, its finish event triggers the one /history read a run needs; polling
-        # at once would cost two requests per run, made while ComfyUI is busy executing.
-        next_poll = time.monotonic() + (self.poll_s if self.stream.connected else 0.0)
-        drops = self.stream.drops
+        """The prompt's /history entry (or one built from its events) once it succeeded; a typed error otherwise."""
+        # With the socket up, /history is read only on a drop, a finish the socket cannot vouch for,
+        # or every poll_s as a safety net; polling at once would load ComfyUI while it executes.
+        next_poll = time.monotonic() + (self.poll_s if self.events.connected else 0.0)
+        drops = self.events.drops
         while True:
             now = time.monotonic()
             if now >= self.deadline:
@@ -87,17 +94,22 @@ class PromptTracker:
             if self.cancel is not None and self.cancel.is_set():
                 self._cancel()
                 raise ExecutionFailed(f"prompt {self.prompt_id} was cancelled: its caller went away", cancelled=True)
-            if now >= next_poll or self.stream.drops != drops:
-                drops = self.stream.drops
+            if now >= next_poll or self.events.drops != drops:
+                drops = self.events.drops
                 entry = self._poll_history()
                 if entry is not None:
                     return entry
                 next_poll = time.monotonic() + self.poll_s
-            event = self.stream.recv(max(min(next_poll, self.deadline) - time.monotonic(), 0.0))
-            if event is not None and self._handle(event):
-                next_poll = time.monotonic()  # finished: read the result now
-            elif self.progress.state == "finished":
-                next_poll = min(next_poll, time.monotonic() + _FAST_POLL_S)
+            event = self.events.recv(max(min(next_poll, self.deadline) - time.monotonic(), 0.0))
+            if event is None:
+                if self.progress.state == "finished":
+                    next_poll = min(next_poll, time.monotonic() + _FAST_POLL_S)
+                continue
+            finished = self._handle(event)
+            if self.events.complete and (event.get("type") == "execution_success" or self._outputs_done()):
+                return self._entry_from_events()
+            if finished:
+                next_poll = time.monotonic()  # read the result now
 
     # --- websocket events ------------------------------------------------------------------------
 
@@ -106,11 +118,18 @@ class PromptTracker:
         kind, data = event.get("type"), event.get("data") or {}
         if data.get("prompt_id") != self.prompt_id:
             return False
+        if "timestamp" in data:
+            self._messages.append((str(kind), data))
         p = self.progress
         if kind == "execution_start":
             p.state, p.started_at = "running", time.monotonic()
         elif kind == "execution_cached":
             p.nodes_done += len(data.get("nodes") or [])
+        elif kind == "executed":
+            self._reported.add(str(data.get("node")))
+            if data.get("output") is not None:  # as /history: a cached node without UI output is left out
+                self._outputs[str(data.get("node"))] = data["output"]
+            return False
         elif kind == "executing":
             if p.node is not None:
                 p.nodes_done += 1  # ComfyUI hands over to the next node only when this one is done
@@ -123,7 +142,10 @@ class PromptTracker:
             p.value, p.max = int(data.get("value", 0)), int(data.get("max", 0))
             p.node = str(data.get("node") or p.node)
         elif kind == "execution_success":
-            p.state = "finished"  # history is written just after this; poll for it shortly
+            p.state = "finished"
+            if self.on_progress is not None:
+                self.on_progress(p)
+            return True  # the caller takes the result from the events, or from /history if any were lost
         elif kind == "execution_error":
             raise execution_failed(data)
         elif kind == "execution_interrupted":
@@ -134,6 +156,23 @@ class PromptTracker:
         if self.on_progress is not None:
             self.on_progress(p)
         return False
+
+    def _outputs_done(self) -> bool:
+        """Every output node reported its files: ComfyUI runs nothing after them.
+
+        Finishing here rather than at `execution_success` matters: ComfyUI sends that only after its
+        post-prompt garbage collection (on a process's first prompt and after 10 s idle), ~0.5 s
+        later on CPU. An output node that reports no UI output keeps this False; the end event decides.
+        """
+        return bool(self.output_nodes) and self.output_nodes <= self._reported
+
+    def _entry_from_events(self) -> dict[str, Any]:
+        """What /history would answer, assembled from a run whose every event we saw."""
+        return {
+            "outputs": self._outputs,
+            "status": {"status_str": "success", "completed": True, "messages": self._messages},
+            "finished_at": time.time(),  # when no `execution_success` came (yet), the end by our clock
+        }
 
     # --- /history, the authority -----------------------------------------------------------------
 

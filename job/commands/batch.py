@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from job.boot import exit_on_sigterm
 from job.errors import ConfigurationError, RequestError, WorkerError
 from job.settings import Settings
+from job.subprocesses import exit_on_sigterm
 
 if TYPE_CHECKING:
     from job.batch.folder import BatchFolder

@@ -26,7 +26,6 @@ from typing import Any
 
 from rich.console import Console
 
-from job.boot import exit_on_sigterm
 from job.comfyui.install import InstallError
 from job.commands.run import print_error
 from job.commands.submit import Destination, follow, send
@@ -38,6 +37,7 @@ from job.dev.state import StackInfo, StackNotRunning
 from job.errors import WorkerError
 from job.settings import Settings
 from job.submission import build_request
+from job.subprocesses import exit_on_sigterm
 
 console = Console(stderr=True)
 DEMO_WORKFLOW = "invert_input.json"

@@ -13,10 +13,10 @@ import argparse
 import logging
 from typing import Any
 
-from job.boot import exit_on_sigterm
 from job.comfyui.process import ComfyServer
 from job.errors import ConfigurationError, WorkerError
 from job.settings import Settings
+from job.subprocesses import exit_on_sigterm
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from job.boot import comfyui_runner, exit_on_sigterm
+from job.boot import comfyui_runner
 from job.comfyui.tracker import Progress as RunProgress
 from job.errors import InvalidInput, WorkerError
 from job.inputs import gather_inputs
 from job.request import parse_json, parse_request
 from job.response import apply_output_format
 from job.settings import Settings
+from job.subprocesses import exit_on_sigterm
 
 console = Console(stderr=True)
 

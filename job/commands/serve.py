@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from job.boot import comfyui_runner, exit_on_sigterm
+from job.boot import comfyui_runner
 from job.settings import Settings
+from job.subprocesses import exit_on_sigterm
 
 GRACEFUL_SHUTDOWN_S = 5
 

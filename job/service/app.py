@@ -85,7 +85,7 @@ def create_app(settings: Settings, runner: Runner, *, storages: Storages | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warm = settings.warmup_workflow
-        task = asyncio.create_task(predictor.warm_up(warm, health)) if warm else None
+        task = asyncio.create_task(predictor.keep_warm(warm, health)) if warm else None
         yield
         if task is not None:
             task.cancel()

@@ -1,7 +1,8 @@
-"""Readiness for Cloud Run's startup probe: ComfyUI answers, and the warm-up (if any) has run.
+"""Readiness for Cloud Run's startup probe: ComfyUI answers, and the warm-up (if any) has run on it.
 
-`/healthz` turns 503 again whenever ComfyUI stops answering (crashed, restarting), so a probe
-or a load balancer never sends work to an instance that cannot run it.
+`/healthz` turns 503 again whenever ComfyUI stops answering (crashed, restarting), and stays 503
+after a restart until the warm-up has run on the new ComfyUI too, so a probe or a load balancer
+never sends work to an instance that cannot run it, or that would load its models on a user's time.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ class Health:
         self.server = server
         self.warmup = "pending" if warmup else "none"
         self.warmup_error: str | None = None
+        self.warmed_generation: int | None = None  # the ComfyUI boot the last successful warm-up ran on
+
+    @property
+    def warm(self) -> bool:
+        """No warm-up is configured, or it ran on the ComfyUI that runs now."""
+        return self.warmup == "none" or (self.warmup == "done" and self.warmed_generation == self.server.generation)
 
     @property
     def ready(self) -> bool:
-        return self.server.ready and self.warmup in ("none", "done")
+        return self.server.ready and self.warm
 
     def report(self) -> dict[str, Any]:
         detail = None
@@ -29,8 +36,8 @@ class Health:
             detail = f"the warm-up workflow (WARMUP_WORKFLOW) failed: {self.warmup_error}"
         elif not self.server.ready:
             detail = f"ComfyUI is {self.server.state.value}"
-        elif self.warmup in ("pending", "running"):
-            detail = "the warm-up workflow (WARMUP_WORKFLOW) has not finished yet"
+        elif not self.warm:
+            detail = "the warm-up workflow (WARMUP_WORKFLOW) has not finished on this ComfyUI yet"
         return {
             "status": "ok" if self.ready else "unavailable",
             "comfyui": self.server.state.value,

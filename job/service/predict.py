@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import Any
@@ -28,11 +29,14 @@ from job.service.caller import Caller
 from job.service.health import Health
 from job.settings import Settings
 from job.storage import Storages
+from job.webhook import deliver, message_id
 
 log = logging.getLogger(__name__)
 
 OUTBOX_PREFIX = "predict"
 _UPLOAD_WORKERS = 8
+_WEBHOOK_WORKERS = 4
+_WARM_CHECK_S = 0.5  # how soon a restarted ComfyUI gets its warm-up
 _INLINE_BYTES = 256 * 1024  # base64 of this much takes well under a millisecond
 
 
@@ -51,10 +55,20 @@ class Predictor:
             timeout_s=settings.input_fetch_timeout_s,
             allow_private=settings.allow_private_input_urls,
         )
+        # Webhooks of sync requests go out after the response, on threads the interpreter waits for
+        # at exit: a shutdown still delivers them (each bounded by WEBHOOK_TIMEOUT_S).
+        self._webhooks = ThreadPoolExecutor(max_workers=_WEBHOOK_WORKERS, thread_name_prefix="webhook")
 
     async def predict(self, request: WorkflowRequest, caller: Caller) -> bytes:
-        """The contract's sync response body, rendered as JSON; WorkerError or CallerGone otherwise."""
-        result = await self.execute(request, caller)
+        """The contract's sync response body, rendered as JSON; WorkerError or CallerGone otherwise.
+
+        A `webhook` in the request gets the same document, success or error, signed, after the response.
+        """
+        try:
+            result = await self.execute(request, caller)
+        except WorkerError as exc:
+            self._notify(request, exc.to_body(), key=str(uuid.uuid4()))
+            raise
         if _light(request, result):
             body, rendered = self._respond(request, result)
         else:  # base64 and JSON of megabytes: off the event loop
@@ -67,7 +81,21 @@ class Predictor:
             len(rendered),
             extra={"fields": {"prompt_id": result.prompt_id, "timings": body["timings"]}},
         )
+        self._notify(request, body, key=result.prompt_id)
         return rendered
+
+    def _notify(self, request: WorkflowRequest, document: dict[str, Any], *, key: str) -> None:
+        """Send `document` to the request's webhook in the background; the outcome is logged."""
+        if request.webhook:
+            self._webhooks.submit(
+                deliver,
+                request.webhook,
+                document,
+                secret=self.settings.webhook_secret,
+                msg_id=message_id(f"predict:{key}"),
+                attempts=self.settings.webhook_attempts,
+                timeout_s=self.settings.webhook_timeout_s,
+            )
 
     async def execute(self, request: WorkflowRequest, caller: Caller) -> RunResult:
         """Admission, inputs, the slot, the run: the RunResult of a finished prompt."""
@@ -93,10 +121,24 @@ class Predictor:
                         raise CallerGone from None
                     raise
 
-    async def warm_up(self, uri: str, health: Health) -> None:
-        """Run WARMUP_WORKFLOW once ComfyUI is up, so the first real request finds models loaded."""
+    async def keep_warm(self, uri: str, health: Health) -> None:
+        """Run WARMUP_WORKFLOW on every boot of ComfyUI, the first and each restart, so the first real
+        request after either finds the models loaded. Runs for the app's life; cancelled at shutdown."""
+        while True:
+            try:
+                await asyncio.to_thread(self.runner.server.wait_ready, self.settings.comfyui_boot_timeout_s)
+            except WorkerError:  # down for now (restarting): look again shortly
+                await asyncio.sleep(_WARM_CHECK_S)
+                continue
+            generation = self.runner.server.generation
+            if generation != health.warmed_generation and health.warmup != "failed":
+                await self._warm_up(uri, health, generation)
+            await asyncio.sleep(_WARM_CHECK_S)
+            if self.runner.server.generation != generation:
+                health.warmup, health.warmup_error = "pending", None  # a new boot: warm it up too
+
+    async def _warm_up(self, uri: str, health: Health, generation: int) -> None:
         try:
-            await asyncio.to_thread(self.runner.server.wait_ready, self.settings.comfyui_boot_timeout_s)
             health.warmup = "running"
             raw = await asyncio.to_thread(self.storages.read, uri)
             request = parse_request(parse_json(raw))
@@ -105,8 +147,13 @@ class Predictor:
             health.warmup, health.warmup_error = "failed", exc.message
             log.error("warm-up workflow %s failed: %s", uri, exc.message)
             return
-        health.warmup = "done"
-        log.info("warm-up workflow %s done", uri, extra={"fields": {"timings": result.timings.as_dict()}})
+        health.warmup, health.warmed_generation = "done", generation
+        log.info(
+            "warm-up workflow %s done (ComfyUI boot %d)",
+            uri,
+            generation,
+            extra={"fields": {"timings": result.timings.as_dict()}},
+        )
 
     def _respond(self, request: WorkflowRequest, result: RunResult) -> tuple[dict[str, Any], bytes]:
         files = apply_output_format(result.files, request.output)

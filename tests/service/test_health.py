@@ -36,7 +36,9 @@ def wait_for_status(http: httpx.Client, status: int, timeout_s: float) -> dict[s
 
 @pytest.mark.slow
 def test_healthz_is_503_until_comfyui_answers_and_during_a_restart(tmp_path: Path, storages: Storages) -> None:
-    settings = comfy_settings(tmp_path, log_format="json")
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps({"workflow": empty_image_workflow(size=8, prefix="boot-warmup")}))
+    settings = comfy_settings(tmp_path, log_format="json", warmup_workflow=str(warmup))
     server = ComfyServer(settings).start()
     runner = Runner(server, settings)
     try:
@@ -50,8 +52,9 @@ def test_healthz_is_503_until_comfyui_answers_and_during_a_restart(tmp_path: Pat
             assert http.get("/").json()["ready"] is False
 
             assert wait_for_status(http, 200, timeout_s=120) == {
-                "status": "ok", "comfyui": "ready", "warmup": "none", "detail": None,
+                "status": "ok", "comfyui": "ready", "warmup": "done", "detail": None,
             }  # fmt: skip
+            assert len(list((tmp_path / "output").glob("boot-warmup*"))) == 1
             info = http.get("/").json()
             assert info["ready"] is True
             assert info["comfyui_version"] == "0.3.75"
@@ -63,6 +66,8 @@ def test_healthz_is_503_until_comfyui_answers_and_during_a_restart(tmp_path: Pat
 
             wait_for_status(http, 200, timeout_s=120)
             assert server.generation == 2
+            warmed = list((tmp_path / "output").glob("boot-warmup*"))
+            assert len(warmed) == 2, "the restarted ComfyUI was warmed up too, before /healthz said ok"
     finally:
         runner.close()
         server.stop()

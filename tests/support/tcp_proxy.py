@@ -1,15 +1,18 @@
 """A real TCP proxy in front of ComfyUI that can cut its websocket connections on demand.
 
 Tests put it between the runner and ComfyUI to drop the websocket mid-run for real (a closed TCP
-connection, not a mock). HTTP passes through untouched; a connection whose first request is
-`GET /ws` is a websocket, which `cut_websockets()` closes and, from then on, refuses.
+connection, not a mock). HTTP passes through untouched, its request lines recorded in `paths`; a
+connection whose first request is `GET /ws` is a websocket, which `cut_websockets()` closes and,
+from then on, refuses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
+from collections.abc import Callable
 
 from job.dev.gcs_emulator import free_port
 
@@ -23,6 +26,7 @@ class CuttableProxy:
         self.websockets_opened = 0
         self.websockets_cut = 0
         self.websockets_refused = 0
+        self.paths: list[str] = []  # "GET /history/..." for every HTTP request passed through
         self._refuse_ws = threading.Event()
         self._ws_pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -56,6 +60,10 @@ class CuttableProxy:
             _sever(*pair)
             self.websockets_cut += 1
 
+    def allow_websockets(self) -> None:
+        """Let new websocket connections through again."""
+        self._refuse_ws.clear()
+
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
@@ -85,14 +93,26 @@ class CuttableProxy:
             with self._lock:
                 self._ws_pairs.append((client, upstream))
                 self.websockets_opened += 1
+        tap = None if is_ws else self._record
+        if tap is not None:
+            tap(first)
         upstream.sendall(first)
         threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
-        _pump(client, upstream)
+        _pump(client, upstream, tap)
+
+    def _record(self, data: bytes) -> None:
+        for method, path in _REQUEST_LINE.findall(data):
+            self.paths.append(f"{method.decode()} {path.decode()}")
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+_REQUEST_LINE = re.compile(rb"(GET|POST|PUT|DELETE) (/\S*) HTTP/1\.[01]\r\n")
+
+
+def _pump(source: socket.socket, sink: socket.socket, tap: Callable[[bytes], None] | None = None) -> None:
     try:
         while data := source.recv(65536):
+            if tap is not None:
+                tap(data)
             sink.sendall(data)
     except OSError:
         pass
