@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from job.comfyui.install import install_comfyui
-from job.comfyui.models import sync_models, write_extra_model_paths
+from job.comfyui.models import sync_models
 from job.comfyui.process import ComfyServer
 from job.runner import Runner
 from job.settings import Settings
@@ -23,8 +23,6 @@ def comfyui_runner(settings: Settings, *, install: bool = True, server: ComfySer
     """
     if server is None and install and settings.comfyui_url is None and not (settings.comfyui_dir / "main.py").is_file():
         install_comfyui(settings.comfyui_dir)
-    if settings.models_mount is not None:
-        write_extra_model_paths(settings.models_mount, settings.comfyui_dir)  # read by ComfyUI at start
     server = (server or ComfyServer(settings)).start()
     runner = Runner(server, settings)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="models") as pool:

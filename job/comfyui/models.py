@@ -1,20 +1,18 @@
-"""Models kept outside the image, made visible to ComfyUI in one of two ways.
+"""Models kept outside the image, copied in: `sync_models` and MODELS_URI.
 
-- `sync_models` copies every object under `MODELS_URI` (gs://bucket/prefix, or a local folder)
-  into `COMFYUI_DIR/models/<same relative path>`, many files at once and large files in parallel
-  slices. It pays a copy at each cold start, then ComfyUI reads from local disk at full speed.
-- `write_extra_model_paths` maps a Cloud Storage volume mounted at `MODELS_MOUNT` with
-  extra_model_paths.yaml. Nothing is copied; each model streams over Cloud Storage FUSE when
-  ComfyUI first loads it.
+`sync_models` copies every object under `MODELS_URI` (gs://bucket/prefix, or a local folder) into
+`COMFYUI_DIR/models/<same relative path>`, many files at once and large files in parallel slices.
+It pays a copy at each cold start, then ComfyUI reads from local disk at full speed. The other
+way, a volume at MODELS_MOUNT mapped without copying, is job/comfyui/mount.py; docs/customization.md
+compares the two.
 
-docs/customization.md compares the two. Both are safe to call again: a file already present with
-the same size is skipped, and a file is only ever visible complete (written to NAME.part, then
-renamed), so a crash mid-copy never leaves a truncated model that ComfyUI would try to load.
+Safe to call again: a file already present with the same size is skipped, and a file is only ever
+visible complete (written to NAME.part, then renamed), so a crash mid-copy never leaves a truncated
+model that ComfyUI would try to load.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -36,14 +34,6 @@ log = logging.getLogger(__name__)
 # Above this size a GCS object is fetched in parallel ranged slices rather than one stream.
 SLICED_DOWNLOAD_BYTES = 256 * 1024 * 1024
 SLICE_BYTES = 64 * 1024 * 1024
-
-# ComfyUI's model folders (folder_paths.py); `clip` and `unet` are its legacy names, still mapped.
-MODEL_FOLDERS = (
-    "audio_encoders", "checkpoints", "classifiers", "clip", "clip_vision", "configs", "controlnet",
-    "diffusers", "diffusion_models", "embeddings", "gligen", "hypernetworks", "latent_upscale_models",
-    "loras", "model_patches", "photomaker", "style_models", "t2i_adapter", "text_encoders", "unet",
-    "upscale_models", "vae", "vae_approx",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,43 +95,6 @@ def sync_models(
         uri, report.files, report.copied, report.bytes_copied / 2**20, report.skipped, report.seconds,
     )  # fmt: skip
     return report
-
-
-def write_extra_model_paths(mount: Path, comfyui_dir: Path, *, target: Path | None = None) -> Path:
-    """Map the model folders of the volume at `mount` for ComfyUI; returns the YAML written.
-
-    The file goes to `target`, by default `comfyui_dir/extra_model_paths.yaml`, which ComfyUI reads
-    at start. Where that folder is read-only (the image runs as a non-root user), pass a writable
-    `target` and start ComfyUI with `--extra-model-paths-config TARGET`. Every standard folder is
-    mapped whether present or not (listing a FUSE mount can be slow), plus any other folder found.
-    """
-    mount = Path(mount)
-    if not mount.is_dir():
-        raise ConfigurationError(
-            f"MODELS_MOUNT={mount} is not a folder; mount the models bucket there "
-            '(models_mode = "mount" in eventarc.tf) or unset MODELS_MOUNT'
-        )
-    folders = set(MODEL_FOLDERS)
-    try:
-        folders.update(entry.name for entry in mount.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-    except OSError as exc:
-        log.warning("could not list %s (%s); mapping the standard model folders only", mount, exc)
-    lines = [
-        f"# Written by worker-comfyui: the models on the volume at {mount}.",
-        "worker_comfyui_models:",
-        f"  base_path: {json.dumps(str(mount))}",
-        "  is_default: false",
-        *(f"  {json.dumps(name)}: {json.dumps(name)}" for name in sorted(folders)),
-    ]
-    path = Path(target) if target is not None else Path(comfyui_dir) / "extra_model_paths.yaml"
-    try:
-        _write_atomically(path, "\n".join(lines) + "\n")
-    except OSError as exc:
-        raise StorageError(
-            f"cannot write {path} ({exc.strerror}); pass a writable target and start ComfyUI "
-            "with --extra-model-paths-config"
-        ) from exc
-    return path
 
 
 # ----------------------------------------------------------------------------------- sources --
@@ -244,13 +197,6 @@ def _safe_relative(name: str) -> PurePosixPath | None:
     if not name or name.endswith("/") or relative.is_absolute() or ".." in relative.parts:
         return None
     return relative
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
 
 
 @contextmanager

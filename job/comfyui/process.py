@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from job.comfyui.folders import output_folders
+from job.comfyui.mount import write_extra_model_paths
 from job.errors import ComfyUnavailable
 from job.settings import Settings
 from job.subprocesses import die_with_parent, stop_group
@@ -75,9 +76,14 @@ class ComfyServer:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> ComfyServer:
-        """Start the child (or begin watching the attached server); returns without waiting for it."""
+        """Start the child (or begin watching the attached server); returns without waiting for it.
+
+        With MODELS_MOUNT, extra_model_paths.yaml is written first: ComfyUI reads it only at start.
+        """
         if self._supervisor is not None:
             return self
+        if self.managed and self.settings.models_mount is not None:
+            write_extra_model_paths(self.settings.models_mount, self.settings.comfyui_dir)
         self._stopping.clear()
         target = self._supervise if self.managed else self._watch_attached
         self._supervisor = threading.Thread(target=target, name="comfyui-supervisor", daemon=True)

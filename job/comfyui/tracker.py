@@ -73,6 +73,7 @@ class PromptTracker:
     _outputs: dict[str, Any] = field(init=False, default_factory=dict)  # node id -> its `executed` output
     _reported: set[str] = field(init=False, default_factory=set)  # nodes that sent `executed`
     _messages: list[tuple[str, dict[str, Any]]] = field(init=False, default_factory=list)  # timestamped, as in /history
+    _blind_poll_s: float = field(init=False, default=_FAST_POLL_S)  # the /history interval while the socket can't vouch
 
     def __post_init__(self) -> None:
         self.progress = Progress(prompt_id=self.prompt_id, nodes_total=len(self.workflow))
@@ -99,7 +100,7 @@ class PromptTracker:
                 entry = self._poll_history()
                 if entry is not None:
                     return entry
-                next_poll = time.monotonic() + self.poll_s
+                next_poll = time.monotonic() + self._poll_interval()
             event = self.events.recv(max(min(next_poll, self.deadline) - time.monotonic(), 0.0))
             if event is None:
                 if self.progress.state == "finished":
@@ -156,6 +157,14 @@ class PromptTracker:
         if self.on_progress is not None:
             self.on_progress(p)
         return False
+
+    def _poll_interval(self) -> float:
+        """poll_s while the socket vouches for the run (a safety net only); while it cannot, /history
+        is the only way to learn of the end, so polls start fast and double up to poll_s."""
+        if self.events.complete:
+            return self.poll_s
+        self._blind_poll_s = min(self._blind_poll_s * 2, self.poll_s)
+        return self._blind_poll_s
 
     def _outputs_done(self) -> bool:
         """Every output node reported its files: ComfyUI runs nothing after them.

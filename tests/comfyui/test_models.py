@@ -14,9 +14,11 @@ import pytest
 
 from job.comfyui import models
 from job.comfyui.install import install_comfyui
-from job.comfyui.models import sync_models, write_extra_model_paths
+from job.comfyui.models import sync_models
+from job.comfyui.mount import write_extra_model_paths
+from job.comfyui.process import ComfyServer
 from job.dev.gcs_emulator import GcsEmulator
-from job.errors import ConfigurationError, StorageError
+from job.errors import ComfyUnavailable, ConfigurationError, StorageError
 from job.settings import load_settings
 
 BUCKET = "models"
@@ -186,3 +188,23 @@ def test_extra_model_paths_goes_next_to_comfyui_by_default(tmp_path):
 def test_mount_that_is_not_a_folder_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match=r"MODELS_MOUNT=.* is not a folder"):
         write_extra_model_paths(tmp_path / "not-mounted", tmp_path)
+
+
+def test_the_mount_mapping_is_written_before_comfyui_starts(tmp_path):
+    """ComfyUI reads extra_model_paths.yaml once, as it starts: a stand-in main.py (named as such)
+    records whether the file was there at that moment."""
+    mount = tmp_path / "mount"
+    (mount / "checkpoints").mkdir(parents=True)
+    comfyui_dir = tmp_path / "ComfyUI"
+    comfyui_dir.mkdir()
+    (comfyui_dir / "main.py").write_text(
+        "import os\nopen('seen.txt', 'w').write(str(os.path.exists('extra_model_paths.yaml')))\n"
+    )
+    settings = load_settings(comfyui_dir=comfyui_dir, models_mount=mount, comfyui_restart=False)
+    server = ComfyServer(settings).start()
+    try:
+        with pytest.raises(ComfyUnavailable):  # the stand-in exits at once
+            server.wait_ready(30)
+    finally:
+        server.stop()
+    assert (comfyui_dir / "seen.txt").read_text() == "True"

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.comfyui  # a real ComfyUI: the session's or the test's 
 def _attached_runner(
     comfy_server: ComfyServer, proxy: CuttableProxy, tmp_path: Path, reconnects: int = 1
 ) -> tuple[ComfyServer, Runner]:
-    # A long safety-net poll: within these short runs, any /history read means the socket was not trusted.
+    # A safety-net poll longer than these runs: any /history read means the socket was not trusted.
     settings = comfy_settings(
-        tmp_path, comfyui_url=proxy.url, websocket_reconnect_attempts=reconnects, history_poll_s=30.0
+        tmp_path, comfyui_url=proxy.url, websocket_reconnect_attempts=reconnects, history_poll_s=20.0
     )
     server = ComfyServer(settings).start()
     return server, Runner(server, settings)
@@ -80,6 +80,7 @@ def test_a_run_after_the_socket_gave_up_reconnects_and_polls_what_it_missed(
             server.stop()
 
     assert len(during_outage.files) == 1 and len(after.files) == 1
+    assert during_outage.timings.total_s < 10, "without a socket, /history is polled fast, not every 20 s"
     assert proxy.websockets_opened == 2, "the run after the outage opened a fresh socket"
     history_reads = [path for path in proxy.paths if path.startswith("GET /history")]
     assert history_reads and all(during_outage.prompt_id in path for path in history_reads), (
