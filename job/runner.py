@@ -96,7 +96,7 @@ class Runner:
         # Subscribed before queueing, so no event can come first; /history covers a socket that is down.
         with self.events.subscribe(uuid.uuid4().hex) as events:
             queued_at = time.time()
-            prompt_id = self.client.queue_prompt(workflow, self.events.client_id, events.prompt_id)
+            prompt_id = self.client.queue_prompt(workflow, events.client_id, events.prompt_id)
             if prompt_id != events.prompt_id:
                 self.events.rekey(events, prompt_id)
             token = prompt_id_var.set(prompt_id)

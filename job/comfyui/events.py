@@ -1,9 +1,9 @@
 """ComfyUI's websocket: one connection per runner, read by one thread, its events handed out by prompt_id.
 
 Opening a socket per run cost a handshake (~3 ms) every time, and a socket that nobody reads can
-stall ComfyUI's broadcasts to it. So a hub keeps one socket under one client_id, a reader thread
-drains it, and each run subscribes to its own prompt_id *before* queueing (ComfyUI takes the
-prompt_id from the request), so no event of the run can come before its subscriber.
+stall ComfyUI's broadcasts to it. So a hub keeps one socket (a client_id per connection), a reader
+thread drains it, and each run subscribes to its own prompt_id *before* queueing (ComfyUI takes
+the prompt_id from the request), so no event of the run can come before its subscriber.
 
 A dropped socket is not an error here: subscribers are woken, the reader reconnects on its own
 schedule (WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S), and the runs in flight fall
@@ -32,9 +32,10 @@ _WAKE = object()  # put into every subscription when the socket drops
 class Subscription:
     """The events of one prompt, in the order ComfyUI sent them."""
 
-    def __init__(self, hub: EventHub, prompt_id: str, *, connected: bool) -> None:
+    def __init__(self, hub: EventHub, prompt_id: str, *, client_id: str, connected: bool) -> None:
         self.hub = hub
         self.prompt_id = prompt_id
+        self.client_id = client_id  # queue the prompt under this one: ComfyUI sends its events there
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._drops_at_start = hub.drops
         self._connected_at_start = connected
@@ -79,11 +80,16 @@ class Subscription:
 
 
 class EventHub:
-    """One websocket to one ComfyUI; `client_id` is what the runner queues its prompts under."""
+    """One websocket to one ComfyUI at a time.
+
+    Each connection has a client_id of its own: ComfyUI forgets a client_id when its old socket
+    closes, which, for a reused one, can happen after the new socket registered it (its events
+    would then go nowhere). Prompts queued under an earlier connection's id are followed on /history.
+    """
 
     def __init__(self, ws_url: str, *, attempts: int, delay_s: float, trace: bool) -> None:
+        self.ws_url = ws_url
         self.client_id = uuid.uuid4().hex
-        self.url = f"{ws_url}?clientId={self.client_id}"
         self.drops = 0
         self._attempts = attempts
         self._delay_s = delay_s
@@ -103,7 +109,7 @@ class EventHub:
         with self._lock:
             if self._ws is None and self._reader is None and not self._closed.is_set():
                 self._open()  # one attempt: on failure the run relies on /history
-            subscription = Subscription(self, prompt_id, connected=self._ws is not None)
+            subscription = Subscription(self, prompt_id, client_id=self.client_id, connected=self._ws is not None)
             self._subscriptions[prompt_id] = subscription
         return subscription
 
@@ -135,15 +141,18 @@ class EventHub:
 
     def _open(self) -> bool:
         """Connect (lock held) and start the reader if it is not running; False when ComfyUI refused."""
+        client_id = uuid.uuid4().hex
+        url = f"{self.ws_url}?clientId={client_id}"
         try:
             # ComfyUI sends ASCII JSON; websocket-client's pure-Python UTF-8 check of every frame
             # cost ~3 ms per 64-px run under /predict (bench/bench_predict.py).
             ws = websocket.create_connection(
-                self.url, timeout=_CONNECT_TIMEOUT_S, enable_multithread=True, skip_utf8_validation=True
+                url, timeout=_CONNECT_TIMEOUT_S, enable_multithread=True, skip_utf8_validation=True
             )
         except (OSError, websocket.WebSocketException) as exc:
-            log.warning("websocket connect to %s failed: %s", self.url, exc)
+            log.warning("websocket connect to %s failed: %s", url, exc)
             return False
+        self.client_id = client_id
         ws.settimeout(None)  # the reader blocks until a frame comes or close() shuts the socket
         self._ws = ws
         if self._reader is None:
