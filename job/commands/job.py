@@ -57,7 +57,7 @@ def job_command(args: argparse.Namespace, settings: Settings) -> int:
             # ComfyUI's boot is the critical path; this thread's work meanwhile (imports, the request,
             # input fetches) is not. Linux keeps priorities per thread: ComfyUI, spawned from the
             # supervisor thread, keeps its own, while this thread and those it starts yield to it
-            # (measured on 2 cores: the job's ComfyUI booted ~1 s slower than a bare one without this).
+            # (measured on 2 cores: without this the job's ComfyUI booted up to ~1 s slower than a bare one).
             os.nice(_YIELD_TO_COMFYUI)
     try:
         from job.drain import run_task  # the storage and ComfyUI stack, loaded only for this command
