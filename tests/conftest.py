@@ -1,13 +1,16 @@
-"""Session fixtures: one real ComfyUI, booted once and shared by every test that needs it."""
+"""Session fixtures: one real ComfyUI and one fake-gcs-server, each started once and shared."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from job.comfyui.process import ComfyServer
+from job.dev.gcs_emulator import GcsEmulator
 from job.runner import Runner
 from job.settings import Settings
 from tests.support.comfy import comfy_settings
@@ -40,3 +43,27 @@ def runner(comfy_server: ComfyServer, comfy_settings_session: Settings) -> Itera
     shared = Runner(comfy_server, comfy_settings_session)
     yield shared
     shared.close()
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    """The session's fake-gcs-server (filesystem backend, free loopback port, project local-project).
+
+    `outbox`, `inbox` and `inputs` are shared: tests keep apart in them by prefix. A test that needs
+    a bucket to itself (an inbox whose claims or listing it checks) creates one with a random name.
+    """
+    with GcsEmulator(tmp_path_factory.mktemp("gcs"), buckets=["outbox", "inbox", "inputs"]) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def gcs_client(gcs: GcsEmulator) -> Any:
+    return gcs.client()
+
+
+@pytest.fixture
+def inbox(gcs: GcsEmulator, gcs_client: Any) -> Any:
+    """An inbox bucket of this test's own, so names, claims and listings never mix between tests."""
+    name = f"inbox-{secrets.token_hex(4)}"
+    gcs.create_bucket(name)
+    return gcs_client.bucket(name)

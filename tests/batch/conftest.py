@@ -13,7 +13,6 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,6 @@ def noise_workflow(size: int = 16) -> dict[str, Any]:
         "2": {"class_type": "ImageAddNoise", "inputs": {"image": ["1", 0], "seed": 0, "strength": 0.5}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "batch"}},
     }
-
-
-@pytest.fixture(scope="session")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    with GcsEmulator(tmp_path_factory.mktemp("batch-gcs"), project=PROJECT) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
-def gcs_client(gcs: GcsEmulator) -> Any:
-    return gcs.client()
 
 
 @dataclass

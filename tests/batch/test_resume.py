@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from job.commands.batch import batch_status_command
 from job.settings import load_settings
 from tests.batch.conftest import BOOT_LINE, log_messages, noise_workflow, start_task, task_env
 from tests.job.conftest import own_comfyui_env
+from tests.support.waiting import wait_for
 
 
 def slower_workflow():
@@ -24,16 +24,6 @@ def slower_workflow():
     workflow["4"] = {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 15, "sigma": 4.0}}
     workflow["2"]["inputs"]["image"] = ["4", 0]
     return workflow
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def status_counts(prefix: str, capsys) -> dict:
@@ -57,7 +47,7 @@ def test_task_killed_mid_way_resumes_without_redoing_items_on_one_boot(
 
     killed = start_task({**env, **attached}, tmp_path / "killed.log")
     try:
-        wait_for(lambda: len(batch_bucket.results()) >= 3, timeout=90, what="three items to finish")
+        wait_for(lambda: len(batch_bucket.results()) >= 3, timeout_s=90, what="three items to finish")
         os.killpg(killed.pid, signal.SIGKILL)  # a lost container: no cleanup, no marker
         killed.wait(timeout=10)
     finally:

@@ -12,7 +12,7 @@ import pytest
 from job.dev.run_api import DEFAULT_JOB, RunApiStandin
 from tests.batch.conftest import noise_workflow, task_env
 from tests.support.gcs_events import finalized_event
-from tests.trigger.conftest import TRIGGER_VARS, Function, read_claim
+from tests.trigger.conftest import Function, read_claim, set_trigger_env
 
 
 @pytest.fixture
@@ -29,14 +29,7 @@ def plain_api() -> Iterator[RunApiStandin]:
 
 
 def function_for(monkeypatch, gcs, api: RunApiStandin) -> Function:
-    for name in TRIGGER_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
-    monkeypatch.setenv("RUN_API_ENDPOINT", api.url)
-    monkeypatch.setenv("RUN_JOB_TIMEOUT_S", "5")
-    monkeypatch.setenv("CLAIM_LEASE_S", "30")
-    monkeypatch.setenv("FUNCTION_TARGET", "on_inbox_object")
-    monkeypatch.setenv("FUNCTION_SIGNATURE_TYPE", "cloudevent")
+    set_trigger_env(monkeypatch, gcs, api)
     return Function()
 
 

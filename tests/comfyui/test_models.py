@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,11 @@ from job.settings import load_settings
 BUCKET = "models"
 
 
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    with GcsEmulator(tmp_path_factory.mktemp("gcs"), buckets=[BUCKET]) as emulator:
-        yield emulator
-
-
 @pytest.fixture
 def prefix(gcs: GcsEmulator, request: pytest.FixtureRequest) -> str:
     """A fresh prefix per test holding two models, plus an object outside it that must be ignored."""
     prefix = f"{request.node.name}/models"
+    gcs.create_bucket(BUCKET)
     bucket = gcs.client().bucket(BUCKET)
     bucket.blob(f"{prefix}/checkpoints/a.safetensors").upload_from_string(b"a" * 1500)
     bucket.blob(f"{prefix}/loras/style/b.safetensors").upload_from_string(b"b" * 2500)

@@ -7,41 +7,20 @@ import json
 import time
 
 import httpx
-import pytest
 from cloudevents.http import from_http
 
 from job.dev.events import binary_request, finalized_event
-from job.dev.gcs_emulator import GcsEmulator
 from job.dev.notifier import InboxNotifier
 from tests.support.gcs_events import golden_event
+from tests.support.waiting import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 from trigger.events import FINALIZED, StorageObject, event_type, parse_storage_object
-
-
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory):
-    with GcsEmulator(tmp_path_factory.mktemp("notifier-gcs")) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def inbox(gcs, request):
-    name = f"inbox-{request.node.name[-20:].replace('_', '-').strip('-')}-{time.monotonic_ns() % 10**6}"
-    gcs.create_bucket(name)
-    return gcs.client().bucket(name)
 
 
 def _upload(bucket, name, body=b'{"1": {"class_type": "EmptyImage", "inputs": {}}}'):
     blob = bucket.blob(name)
     blob.upload_from_string(body, content_type="application/json")
     return blob
-
-
-def _wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_event_has_the_attributes_and_data_fields_of_an_eventarc_delivery(gcs, inbox):
@@ -78,7 +57,7 @@ def test_push_is_binary_mode_and_parses_back_to_the_same_event(gcs, inbox):
         notifier = InboxNotifier(gcs.url, inbox.name, receiver.url)
         try:
             [event] = notifier.poll_once()
-            _wait_for(lambda: notifier.deliveries)
+            wait_for(lambda: notifier.deliveries, timeout_s=10, what="a delivery")
         finally:
             notifier.stop()
         [push] = receiver.received
@@ -98,10 +77,10 @@ def test_each_generation_is_pushed_once_and_an_overwrite_is_pushed_again(gcs, in
         notifier = InboxNotifier(gcs.url, inbox.name, receiver.url, interval_s=0.05).start()
         try:
             first = _upload(inbox, "x.json")
-            _wait_for(lambda: len(notifier.deliveries) == 1)
+            wait_for(lambda: len(notifier.deliveries) == 1, timeout_s=10, what="one delivery")
             time.sleep(0.3)  # several more polls: nothing new
             second = _upload(inbox, "x.json", b'{"changed": true}')
-            _wait_for(lambda: len(notifier.deliveries) == 2)
+            wait_for(lambda: len(notifier.deliveries) == 2, timeout_s=10, what="a second delivery")
             time.sleep(0.3)
         finally:
             notifier.stop()
@@ -117,7 +96,7 @@ def test_objects_already_in_the_bucket_are_not_announced(gcs, inbox):
         try:
             time.sleep(0.3)
             _upload(inbox, "new.json")
-            _wait_for(lambda: notifier.deliveries)
+            wait_for(lambda: notifier.deliveries, timeout_s=10, what="a delivery")
         finally:
             notifier.stop()
 
@@ -130,7 +109,7 @@ def test_5xx_is_redelivered_with_the_same_event_id_until_accepted(gcs, inbox):
         notifier = InboxNotifier(gcs.url, inbox.name, receiver.url, backoff_s=0.01)
         try:
             [event] = notifier.poll_once()
-            _wait_for(lambda: notifier.deliveries)
+            wait_for(lambda: notifier.deliveries, timeout_s=10, what="a delivery")
         finally:
             notifier.stop()
 
@@ -145,7 +124,7 @@ def test_4xx_is_not_redelivered(gcs, inbox):
         notifier = InboxNotifier(gcs.url, inbox.name, receiver.url, backoff_s=0.01)
         try:
             notifier.poll_once()
-            _wait_for(lambda: notifier.deliveries)
+            wait_for(lambda: notifier.deliveries, timeout_s=10, what="a delivery")
         finally:
             notifier.stop()
 

@@ -8,13 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from job.dev.gcs_emulator import GcsEmulator
-from tests.support.inbox_pipeline import PROJECT, InboxPipeline, comfy_env
-
-
-@pytest.fixture(scope="session")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    with GcsEmulator(tmp_path_factory.mktemp("drain-gcs"), buckets=["outbox"], project=PROJECT) as emulator:
-        yield emulator
+from tests.support.inbox_pipeline import InboxPipeline, comfy_env
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ No job runs here: the stand-in only records runs, and `complete()` ends an execu
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,13 +24,6 @@ from trigger.events import StorageObject
 def run_api() -> Any:
     with RunApiStandin(jobs=[DEFAULT_JOB]) as api:
         yield api
-
-
-@pytest.fixture
-def inbox(gcs: GcsEmulator) -> Any:
-    name = f"inbox-{secrets.token_hex(4)}"
-    gcs.create_bucket(name)
-    return gcs.client().bucket(name)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,17 +30,6 @@ JOB_VARS = (
     "CLOUD_RUN_TASK_ATTEMPT", "JOB_MAX_RETRIES", "WEBHOOK_SECRET", "COMFYUI_URL", "COMFYUI_PORT", "COMFYUI_ARGS",
     "OUTBOX_BUCKET", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    with GcsEmulator(tmp_path_factory.mktemp("job-gcs"), buckets=["outbox"], project=PROJECT) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
-def gcs_client(gcs: GcsEmulator) -> Any:
-    return gcs.client()
 
 
 @dataclass
@@ -85,14 +73,6 @@ class Item:
         assert bucket == self.outbox.name
         data: bytes = self.outbox.blob(name).download_as_bytes()
         return data
-
-
-@pytest.fixture
-def inbox(gcs: GcsEmulator, gcs_client: Any) -> Any:
-    """A fresh inbox bucket per test, so names never collide between tests."""
-    name = f"inbox-{secrets.token_hex(4)}"
-    gcs.create_bucket(name)
-    return gcs_client.bucket(name)
 
 
 @pytest.fixture

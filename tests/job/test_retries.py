@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import time
 
 import httpx
 import pytest
@@ -16,16 +15,7 @@ from PIL import Image
 
 from tests.job.conftest import job_env, own_comfyui_env, start_job
 from tests.support.comfy import slow_workflow
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+from tests.support.waiting import wait_for
 
 
 def under_way(status):
@@ -52,8 +42,9 @@ def test_job_killed_mid_run_then_retried_leaves_one_complete_result(gcs, drop, r
     try:
         running = wait_for(
             lambda: under_way(item.status()),
-            timeout=180,
+            timeout_s=180,
             what="status.json to show the run under way",
+            interval_s=0.1,
         )
         os.kill(process.pid, signal.SIGKILL)  # what a lost container looks like: no cleanup at all
         process.wait(timeout=10)
@@ -62,7 +53,7 @@ def test_job_killed_mid_run_then_retried_leaves_one_complete_result(gcs, drop, r
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     comfyui = f"http://127.0.0.1:{own['COMFYUI_PORT']}"
-    wait_for(lambda: not answers(comfyui), timeout=20, what="the killed job's ComfyUI to go away with it")
+    wait_for(lambda: not answers(comfyui), timeout_s=20, what="the killed job's ComfyUI to go away with it")
     assert running["source"] == item.request_uri
     assert running["progress"]["nodes_total"] == 14
     assert running["progress"]["class_type"] == "ImageBlur"

@@ -44,12 +44,6 @@ def emulator_storages(gcs: GcsEmulator) -> Storages:
 
 
 @pytest.fixture(scope="session")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    with GcsEmulator(tmp_path_factory.mktemp("service-gcs"), buckets=["inbox", "outbox", "inputs"]) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
 def storages(gcs: GcsEmulator) -> Storages:
     return emulator_storages(gcs)
 

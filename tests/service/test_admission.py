@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
@@ -13,16 +12,9 @@ import pytest
 from job.runner import Runner
 from tests.service.conftest import MakeService, Service
 from tests.support.comfy import empty_image_workflow, slow_workflow
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.comfyui
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def queued(service: Service) -> int:
@@ -36,9 +28,9 @@ def running_prompts(runner: Runner) -> frozenset[str]:
 def test_requests_past_the_queue_depth_get_429_with_retry_after(make_service: MakeService, runner: Runner) -> None:
     with make_service(max_queue_depth=2) as service, ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit(service.predict, {"workflow": slow_workflow(prefix="svc-429"), "timeout_s": 4})
-        wait_for(lambda: bool(running_prompts(runner)), what="the slow prompt to run")
+        wait_for(lambda: bool(running_prompts(runner)), timeout_s=30, what="the slow prompt to run")
         waiting = pool.submit(service.predict, {"workflow": empty_image_workflow(size=8, color=0x429429)})
-        wait_for(lambda: queued(service) == 2, what="the second request to wait")
+        wait_for(lambda: queued(service) == 2, timeout_s=30, what="the second request to wait")
 
         started = time.monotonic()
         refused = service.predict({"workflow": empty_image_workflow(size=8, color=0x429430)})
@@ -69,7 +61,7 @@ def test_timeout_gives_504_and_the_next_request_still_succeeds(service: Service,
 def test_waiting_past_the_deadline_gives_504_without_hanging(make_service: MakeService, runner: Runner) -> None:
     with make_service(max_queue_depth=3) as service, ThreadPoolExecutor(max_workers=1) as pool:
         slow = pool.submit(service.predict, {"workflow": slow_workflow(prefix="svc-wait"), "timeout_s": 5})
-        wait_for(lambda: bool(running_prompts(runner)), what="the slow prompt to run")
+        wait_for(lambda: bool(running_prompts(runner)), timeout_s=30, what="the slow prompt to run")
 
         started = time.monotonic()
         waited = service.predict({"workflow": empty_image_workflow(size=8, color=0x123123), "timeout_s": 1})
@@ -87,7 +79,7 @@ def test_client_disconnect_cancels_its_prompt(service: Service, runner: Runner) 
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         call: Future[httpx.Response] = pool.submit(send)
-        wait_for(lambda: bool(running_prompts(runner)), what="the prompt to run")
+        wait_for(lambda: bool(running_prompts(runner)), timeout_s=30, what="the prompt to run")
         [prompt_id] = running_prompts(runner)
         with pytest.raises(httpx.ReadTimeout):
             call.result()  # the client gives up and closes its connection

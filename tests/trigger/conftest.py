@@ -4,7 +4,6 @@ loaded by functions-framework from `trigger/main.py` exactly as Cloud Functions 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,26 +28,6 @@ TRIGGER_VARS = (
 WORKFLOW = {"3": {"class_type": "KSampler", "inputs": {"seed": 1}}}
 
 
-@pytest.fixture(scope="session")
-def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    """One fake-gcs-server for the session (filesystem backend, free loopback port)."""
-    with GcsEmulator(tmp_path_factory.mktemp("gcs"), buckets=["outbox"]) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="session")
-def gcs_client(gcs_emulator: GcsEmulator) -> Any:
-    return gcs_emulator.client()
-
-
-@pytest.fixture
-def inbox(gcs_emulator: GcsEmulator, gcs_client: Any) -> Any:
-    """A fresh inbox bucket per test, so claims never leak between tests."""
-    name = f"inbox-{secrets.token_hex(4)}"
-    gcs_emulator.create_bucket(name)
-    return gcs_client.bucket(name)
-
-
 @pytest.fixture
 def run_api() -> Iterator[RunApiStandin]:
     """The Admin API stand-in: the default job exists, FORBIDDEN_JOB answers 403, others 404."""
@@ -57,13 +36,16 @@ def run_api() -> Iterator[RunApiStandin]:
 
 
 @pytest.fixture
-def trigger_env(
-    monkeypatch: pytest.MonkeyPatch, gcs_emulator: GcsEmulator, run_api: RunApiStandin
-) -> pytest.MonkeyPatch:
+def trigger_env(monkeypatch: pytest.MonkeyPatch, gcs: GcsEmulator, run_api: RunApiStandin) -> pytest.MonkeyPatch:
     """The function's environment: local stand-ins, defaults otherwise. Tests adjust it further."""
+    return set_trigger_env(monkeypatch, gcs, run_api)
+
+
+def set_trigger_env(monkeypatch: pytest.MonkeyPatch, gcs: GcsEmulator, run_api: RunApiStandin) -> pytest.MonkeyPatch:
+    """The function's environment pointed at `gcs` and `run_api`, every other trigger variable unset."""
     for name in TRIGGER_VARS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
     monkeypatch.setenv("RUN_API_ENDPOINT", run_api.url)
     monkeypatch.setenv("RUN_JOB_TIMEOUT_S", "5")
     monkeypatch.setenv("CLAIM_LEASE_S", "30")
