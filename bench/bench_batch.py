@@ -35,12 +35,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.comfy import bench_settings, booted
 from bench.direct import DirectClient
 from job.batch.task import BatchTask, ensure_manifest, prepare_batch
 from job.comfyui.process import ComfyServer
-from job.dev.gcs_emulator import GcsEmulator, free_port
+from job.dev.gcs_emulator import GcsEmulator
 from job.runner import Runner
-from job.settings import Settings, load_settings
+from job.settings import Settings
 from job.storage import Storages
 
 PROJECT = "local-project"
@@ -51,26 +52,6 @@ def graph(color: int, size: int) -> dict[str, Any]:
         "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1, "color": color}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}},
     }
-
-
-@contextmanager
-def comfyui(url: str | None, scratch: Path) -> Iterator[tuple[ComfyServer, Settings]]:
-    base = scratch / "comfy-base"
-    (base / "models").mkdir(parents=True, exist_ok=True)
-    settings = load_settings(
-        comfyui_url=url,
-        comfyui_port=free_port(),
-        comfyui_args=f"--base-directory {base} --disable-all-custom-nodes",
-        comfy_log_level="WARNING",
-        outbox_uri=None,
-        cloud_run_execution=None,
-    )
-    server = ComfyServer(settings).start()
-    try:
-        server.wait_ready()
-        yield server, settings
-    finally:
-        server.stop()
 
 
 @contextmanager
@@ -158,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         scratch = Path(tmp)
-        with comfyui(args.comfyui_url, scratch) as (server, settings), outbox(args.outbox, scratch) as prefix:
+        settings = bench_settings(scratch / "comfy-base", args.comfyui_url, outbox_uri=None, cloud_run_execution=None)
+        with booted(settings) as server, outbox(args.outbox, scratch) as prefix:
             rounds = [one_round(i, n, args.size, server, settings, scratch, prefix) for i in range(args.rounds)]
             boots = server.generation
 

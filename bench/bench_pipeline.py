@@ -40,10 +40,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import functions_framework
 from PIL import Image
 
-from job.comfyui.process import ComfyServer
-from job.dev.gcs_emulator import GcsEmulator, free_port
+from bench.comfy import bench_settings, booted
+from job.dev.gcs_emulator import GcsEmulator
 from job.dev.run_api import RunApiStandin
-from job.settings import Settings, load_settings
+from job.settings import Settings
 from tests.support.gcs_events import finalized_event, post_event
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,24 +51,11 @@ PROJECT = "local-project"
 JOB_VARS = ("REQUEST_URI", "OUTBOX_URI", "COMFYUI_URL", "CLOUD_RUN_TASK_ATTEMPT", "STORAGE_EMULATOR_HOST")
 
 
-def comfy_settings(base: Path) -> Settings:
-    (base / "models").mkdir(parents=True, exist_ok=True)
-    return load_settings(
-        comfyui_port=free_port(),
-        comfyui_args=f"--base-directory {base} --disable-all-custom-nodes",
-        comfy_log_level="WARNING",
-    )
-
-
 def bare_boot(base: Path) -> float:
     """Seconds from spawning a ComfyUI child to its first answer."""
-    server = ComfyServer(comfy_settings(base)).start()
-    try:
-        server.wait_ready()
+    with booted(bench_settings(base)) as server:
         assert server.boot_s is not None
         return server.boot_s
-    finally:
-        server.stop()
 
 
 def input_png(px: int) -> bytes:
@@ -114,7 +101,7 @@ def one_round(index: int, gcs: GcsEmulator, client: Any, png: bytes, scratch: Pa
     event = finalized_event(inbox.name, blob.name, blob.generation, blob.size)
     result_blob = client.bucket("outbox").blob(f"bench/round-{index}/result.json")
     result_file = gcs.root / "data" / "outbox" / "bench" / f"round-{index}" / "result.json"  # filesystem backend
-    env = job_env(gcs, comfy_settings(scratch / f"job-{index}"))
+    env = job_env(gcs, bench_settings(scratch / f"job-{index}"))
 
     with RunApiStandin(launch=True, base_env=env, cwd=REPO) as api:
         os.environ.update(gcs.env(), RUN_API_ENDPOINT=api.url, GOOGLE_CLOUD_PROJECT=PROJECT)

@@ -14,20 +14,17 @@ import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.comfy import bench_settings, booted
 from bench.direct import DirectClient
 from bench.pairs import interleaved, ratio_figures
-from job.comfyui.process import ComfyServer
-from job.dev.gcs_emulator import free_port
 from job.runner import Runner
-from job.settings import Settings, load_settings
 
 _colors = itertools.count(1)
 
@@ -42,23 +39,6 @@ def graph(size: int, batch: int) -> dict[str, Any]:
         },
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench"}},
     }
-
-
-@contextmanager
-def comfyui(url: str | None) -> Iterator[tuple[ComfyServer, Settings]]:
-    with tempfile.TemporaryDirectory(prefix="bench-comfy-") as base:
-        settings = load_settings(
-            comfyui_url=url,
-            comfyui_port=free_port(),
-            comfyui_args=f"--base-directory {base} --disable-all-custom-nodes",
-            comfy_log_level="WARNING",
-        )
-        server = ComfyServer(settings).start()
-        try:
-            server.wait_ready()
-            yield server, settings
-        finally:
-            server.stop()
 
 
 def timed(fn: Callable[[], int], expected: int) -> float:
@@ -99,16 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     goals = {"64px": (64, 1, 1.5), "4x512px": (512, 4, 1.15)}
     if args.only:
         goals = {k: v for k, v in goals.items() if k.startswith(args.only)}
-    with comfyui(args.comfyui_url) as (server, settings), DirectClient(server.base_url) as direct:
-        runner = Runner(server, settings)
-        try:
-            missed = []
-            for label, (size, batch, goal) in goals.items():
-                figures = compare(label, args.n, size, batch, direct, runner)
-                if figures["median_ratio"] > goal:
-                    missed.append(f"{label}: {figures['median_ratio']:.3f} > {goal}")
-        finally:
-            runner.close()
+    with tempfile.TemporaryDirectory(prefix="bench-comfy-") as base:
+        settings = bench_settings(Path(base), args.comfyui_url)
+        with booted(settings) as server, DirectClient(server.base_url) as direct:
+            runner = Runner(server, settings)
+            try:
+                missed = []
+                for label, (size, batch, goal) in goals.items():
+                    figures = compare(label, args.n, size, batch, direct, runner)
+                    if figures["median_ratio"] > goal:
+                        missed.append(f"{label}: {figures['median_ratio']:.3f} > {goal}")
+            finally:
+                runner.close()
     print("goals met" if not missed else "goals missed: " + "; ".join(missed))
     return 0
 
