@@ -30,6 +30,7 @@ import httpx
 from google.api_core import exceptions as gexc
 
 from job.errors import InputNotFound, InvalidInput
+from job.settings import Settings
 from job.storage import Storages, gcs_errors, split_gs_uri
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -39,6 +40,21 @@ MAX_REDIRECTS = 5
 # Names that reach the metadata server whatever DNS says; refused before any lookup.
 BLOCKED_HOSTS = frozenset({"metadata.google.internal", "metadata.google.internal.", "metadata", "metadata.goog"})
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def reference_fetcher(settings: Settings, storages: Storages) -> Callable[[str], bytes]:
+    """`fetch_reference` bounded as configured (INPUT_MAX_BYTES, INPUT_FETCH_TIMEOUT_S, ALLOW_PRIVATE_INPUT_URLS)."""
+
+    def fetch(uri: str) -> bytes:
+        return fetch_reference(
+            uri,
+            storages=storages,
+            max_bytes=settings.input_max_bytes,
+            timeout_s=settings.input_fetch_timeout_s,
+            allow_private=settings.allow_private_input_urls,
+        )
+
+    return fetch
 
 
 def fetch_reference(

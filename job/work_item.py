@@ -24,7 +24,7 @@ from typing import Any
 from job.boot import comfyui_runner
 from job.comfyui.tracker import Progress
 from job.errors import ConfigurationError, StorageError, WorkerError
-from job.fetch import fetch_reference
+from job.fetch import reference_fetcher
 from job.inbox import Inbox, ItemSource
 from job.inputs import gather_inputs
 from job.logs import request_context
@@ -146,7 +146,7 @@ class WorkItem:
         """Read, parse, fetch (ComfyUI boots meanwhile), run, upload: the success body."""
         mark = time.monotonic()
         self.request = request = parse_request(parse_json(self.inbox.read(self.source)))
-        inputs = gather_inputs(request, self._fetch)
+        inputs = gather_inputs(request, reference_fetcher(self.settings, self.inbox.storages))
         self.timings["prepare_s"] = time.monotonic() - mark
         booting = not runner.server.ready
         if booting:
@@ -166,16 +166,6 @@ class WorkItem:
         uris = self.outbox.write_outputs(files)
         self.timings["upload_s"] = time.monotonic() - mark
         return success_body(result, files, uris=uris)
-
-    def _fetch(self, uri: str) -> bytes:
-        """One input by reference (gs:// or https://), bounded in size and time by job.fetch."""
-        return fetch_reference(
-            uri,
-            storages=self.inbox.storages,
-            max_bytes=self.settings.input_max_bytes,
-            timeout_s=self.settings.input_fetch_timeout_s,
-            allow_private=self.settings.allow_private_input_urls,
-        )
 
     def _progress(self, progress: Progress) -> None:
         state = "queued" if progress.state == "queued" else "running"

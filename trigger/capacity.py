@@ -30,15 +30,14 @@ from contextlib import contextmanager, suppress
 
 import google.cloud.storage as storage  # no py.typed: `from google.cloud import` confuses mypy
 from google.api_core import exceptions as gexc
-from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exc
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
 from .claims import SETTLED, ClaimState, ClaimStore, Lease, Settled
 from .config import TriggerConfig
 from .errors import PermanentError, TransientError, TriggerError, translate_google_errors
 from .events import StorageObject
+from .launcher import admin_api_client
 from .pending import TASK_HOLDER
 
 log = logging.getLogger("trigger.capacity")
@@ -56,15 +55,9 @@ class HeldByTask(TransientError):
 
 
 def make_executions_client(config: TriggerConfig) -> run_v2.ExecutionsClient:
-    """The Admin API's executions client: the real API, or the local stand-in (RUN_API_ENDPOINT)."""
+    """The executions client, for counting the job's active executions."""
     with translate_google_errors("create the Cloud Run executions client", {}):
-        if config.run_api_endpoint:
-            return run_v2.ExecutionsClient(
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                transport="rest",
-                client_options=ClientOptions(api_endpoint=config.run_api_endpoint),
-            )
-        return run_v2.ExecutionsClient()
+        return admin_api_client(run_v2.ExecutionsClient, config)
 
 
 class ExecutionCounter:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
@@ -30,16 +31,25 @@ class Started:
     operation: str
 
 
+AdminClient = TypeVar("AdminClient", run_v2.JobsClient, run_v2.ExecutionsClient)
+
+
+def admin_api_client(client_type: type[AdminClient], config: TriggerConfig) -> AdminClient:
+    """A Cloud Run Admin API client: the real API with the ambient service account, or the local
+    stand-in at RUN_API_ENDPOINT (anonymous, over REST)."""
+    if config.run_api_endpoint:
+        return client_type(
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            transport="rest",
+            client_options=ClientOptions(api_endpoint=config.run_api_endpoint),
+        )
+    return client_type()
+
+
 def make_jobs_client(config: TriggerConfig) -> run_v2.JobsClient:
-    """The Admin API client: the real API with the ambient service account, or the local stand-in."""
+    """The jobs client; a failure to create it says what to fix."""
     with translate_google_errors("create the Cloud Run Admin API client", _fixes(config.job_path)):
-        if config.run_api_endpoint:
-            return run_v2.JobsClient(
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                transport="rest",
-                client_options=ClientOptions(api_endpoint=config.run_api_endpoint),
-            )
-        return run_v2.JobsClient()
+        return admin_api_client(run_v2.JobsClient, config)
 
 
 class JobLauncher:

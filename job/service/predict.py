@@ -19,7 +19,7 @@ import orjson
 
 from job.comfyui.outputs import OutputFile
 from job.errors import WorkerError
-from job.fetch import fetch_reference
+from job.fetch import reference_fetcher
 from job.inputs import gather_inputs
 from job.request import WorkflowRequest, parse_json, parse_request
 from job.response import apply_output_format, success_body
@@ -48,13 +48,7 @@ class Predictor:
         self.runner = runner
         self.storages = storages
         self.gate = gate
-        self.fetch = functools.partial(
-            fetch_reference,
-            storages=storages,
-            max_bytes=settings.input_max_bytes,
-            timeout_s=settings.input_fetch_timeout_s,
-            allow_private=settings.allow_private_input_urls,
-        )
+        self.fetch = reference_fetcher(settings, storages)
         # Webhooks of sync requests go out after the response, on threads the interpreter waits for
         # at exit: a shutdown still delivers them (each bounded by WEBHOOK_TIMEOUT_S).
         self._webhooks = ThreadPoolExecutor(max_workers=_WEBHOOK_WORKERS, thread_name_prefix="webhook")
