@@ -67,3 +67,9 @@ def inbox(gcs: GcsEmulator, gcs_client: Any) -> Any:
     name = f"inbox-{secrets.token_hex(4)}"
     gcs.create_bucket(name)
     return gcs_client.bucket(name)
+
+
+@pytest.fixture
+def attached(comfy_server: ComfyServer) -> dict[str, str]:
+    """COMFYUI_* for a job or batch task that attaches to the session ComfyUI instead of booting one."""
+    return {"COMFYUI_URL": comfy_server.base_url, "COMFYUI_DIR": str(comfy_server.settings.comfyui_dir)}

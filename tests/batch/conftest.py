@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from job.comfyui.process import ComfyServer
 from job.dev.gcs_emulator import GcsEmulator
-from tests.job.conftest import JOB_VARS
+from tests.job.conftest import JOB_VARS, start_job
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "local-project"
@@ -98,26 +96,6 @@ def task_env(gcs: GcsEmulator, **values: Any) -> dict[str, str]:
 
 
 @pytest.fixture
-def attached(comfy_server: ComfyServer) -> dict[str, str]:
-    """COMFYUI_* for tasks that attach to the session ComfyUI instead of booting one."""
-    return {"COMFYUI_URL": comfy_server.base_url, "COMFYUI_DIR": str(comfy_server.settings.comfyui_dir)}
-
-
-def start_task(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`python -m job job` (the image's `worker-comfyui job`) in its own process group."""
-    with log_path.open("ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "job", "job"],
-            env=env,
-            cwd=REPO,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-@pytest.fixture
 def run_tasks(tmp_path: Path) -> Any:
     """Run `count` tasks of one execution at once, to their end; returns [(exit code, log)] by task index."""
     runs = 0
@@ -128,7 +106,7 @@ def run_tasks(tmp_path: Path) -> Any:
         processes = []
         for index in range(count):
             task = {**env, "CLOUD_RUN_TASK_INDEX": str(index), "CLOUD_RUN_TASK_COUNT": str(count)}
-            processes.append((start_task(task, tmp_path / f"run{runs}-task{index}.log"), index))
+            processes.append((start_job(task, tmp_path / f"run{runs}-task{index}.log"), index))
         outcomes = []
         for process, index in processes:
             try:

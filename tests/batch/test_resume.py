@@ -13,8 +13,8 @@ import pytest
 from job.cli import build_parser
 from job.commands.batch import batch_status_command
 from job.settings import load_settings
-from tests.batch.conftest import BOOT_LINE, log_messages, noise_workflow, start_task, task_env
-from tests.job.conftest import own_comfyui_env
+from tests.batch.conftest import BOOT_LINE, log_messages, noise_workflow, task_env
+from tests.job.conftest import own_comfyui_env, start_job
 from tests.support.waiting import wait_for
 
 
@@ -45,7 +45,7 @@ def test_task_killed_mid_way_resumes_without_redoing_items_on_one_boot(
     uri = batch_bucket.drop_spec(spec)
     env = task_env(gcs, batch_uri=uri, cloud_run_execution="resumed-x1")
 
-    killed = start_task({**env, **attached}, tmp_path / "killed.log")
+    killed = start_job({**env, **attached}, tmp_path / "killed.log")
     try:
         wait_for(lambda: len(batch_bucket.results()) >= 3, timeout_s=90, what="three items to finish")
         os.killpg(killed.pid, signal.SIGKILL)  # a lost container: no cleanup, no marker

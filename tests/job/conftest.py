@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from job.comfyui.process import ComfyServer
 from job.dev.gcs_emulator import GcsEmulator, free_port
 from tests.support.comfy import comfy_settings
 
@@ -112,12 +111,6 @@ def own_comfyui_env(base_dir: Path) -> dict[str, str]:
         "COMFYUI_ARGS": settings.comfyui_args,
         "HISTORY_POLL_S": "0.5",
     }
-
-
-@pytest.fixture
-def attached(comfy_server: ComfyServer) -> dict[str, str]:
-    """COMFYUI_* for a job that attaches to the session ComfyUI instead of booting one."""
-    return {"COMFYUI_URL": comfy_server.base_url, "COMFYUI_DIR": str(comfy_server.settings.comfyui_dir)}
 
 
 def start_job(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
