@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from job.dev.gcs_emulator import GcsEmulator
-from tests.job.conftest import JOB_VARS, start_job
+from tests.job.conftest import JOB_VARS, finish_job, start_job
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "local-project"
@@ -109,12 +109,7 @@ def run_tasks(tmp_path: Path) -> Any:
             processes.append((start_job(task, tmp_path / f"run{runs}-task{index}.log"), index))
         outcomes = []
         for process, index in processes:
-            try:
-                code = process.wait(timeout=timeout)
-            finally:
-                if process.poll() is None:
-                    os.killpg(process.pid, 9)
-                    process.wait()
+            code = finish_job(process, timeout)
             output = (tmp_path / f"run{runs}-task{index}.log").read_text(errors="replace")
             sys.stdout.write(f"--- run {runs} task {index} (exit {code}) ---\n{output[-4000:]}\n")
             outcomes.append((code, output))

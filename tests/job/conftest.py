@@ -127,6 +127,16 @@ def start_job(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Pop
         )
 
 
+def finish_job(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """Its exit code; past `timeout` the whole process group is killed (and the wait's error raised)."""
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
 @pytest.fixture
 def run_job(tmp_path: Path) -> Any:
     """Run a job to its end; returns (exit code, its log). The log is printed when a test fails."""
@@ -136,13 +146,7 @@ def run_job(tmp_path: Path) -> Any:
         nonlocal runs
         runs += 1
         log_path = tmp_path / f"job-{runs}.log"
-        process = start_job(env, log_path, *args)
-        try:
-            code = process.wait(timeout=timeout)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, 9)
-                process.wait()
+        code = finish_job(start_job(env, log_path, *args), timeout)
         output = log_path.read_text(errors="replace")
         sys.stdout.write(f"--- job run {runs} (exit {code}) ---\n{output[-6000:]}\n")
         return code, output
