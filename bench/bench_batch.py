@@ -39,8 +39,9 @@ from bench.comfy import bench_settings, booted
 from bench.direct import DirectClient
 from job.batch.task import BatchTask, ensure_manifest, prepare_batch
 from job.comfyui.process import ComfyServer
-from job.dev.gcs_emulator import GcsEmulator
-from job.runner import Runner
+from job.devstack.gcs_emulator import GcsEmulator
+from job.engine.runner import Runner
+from job.items.work_item import TaskPlace
 from job.settings import Settings
 from job.storage import Storages
 
@@ -84,10 +85,10 @@ def batch_run(server: ComfyServer, settings: Settings, scratch: Path, prefix: st
     started = time.perf_counter()
     prepared = prepare_batch(str(path), storages, settings)
     ensure_manifest(prepared)
-    task = BatchTask(prepared, settings, storages)
+    task = BatchTask(prepared, settings, storages, TaskPlace.of(settings))
     pending = task.pending(prepared.folder.finished_items())
     setup_s = time.perf_counter() - started
-    runner = Runner(server, settings)
+    runner = Runner(server)
     try:
         report = task.run(runner, pending)
     finally:

@@ -30,7 +30,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from job.dev.gcs_emulator import GcsEmulator
+from job.devstack.gcs_emulator import GcsEmulator
 from tests.support.comfy import empty_image_workflow
 from tests.support.inbox_pipeline import PROJECT, InboxPipeline, comfy_env
 

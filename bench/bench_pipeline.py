@@ -41,8 +41,8 @@ import functions_framework
 from PIL import Image
 
 from bench.comfy import bench_settings, booted
-from job.dev.gcs_emulator import GcsEmulator
-from job.dev.run_api import RunApiStandin
+from job.devstack.gcs_emulator import GcsEmulator
+from job.devstack.run_api import RunApiStandin
 from job.settings import Settings
 from tests.support.gcs_events import finalized_event, post_event
 

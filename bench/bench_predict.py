@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from bench.direct import DirectClient
 from bench.pairs import interleaved, ratio_figures
-from job.dev.gcs_emulator import free_port
+from job.devstack.gcs_emulator import free_port
 
 _unique = itertools.count(1)
 

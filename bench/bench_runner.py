@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from bench.comfy import bench_settings, booted
 from bench.direct import DirectClient
 from bench.pairs import interleaved, ratio_figures
-from job.runner import Runner
+from job.engine.runner import Runner
 
 _colors = itertools.count(1)
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-comfy-") as base:
         settings = bench_settings(Path(base), args.comfyui_url)
         with booted(settings) as server, DirectClient(server.base_url) as direct:
-            runner = Runner(server, settings)
+            runner = Runner(server)
             try:
                 missed = []
                 for label, (size, batch, goal) in goals.items():

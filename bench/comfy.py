@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from job.comfyui.process import ComfyServer
-from job.dev.gcs_emulator import free_port
+from job.devstack.gcs_emulator import free_port
 from job.settings import Settings, load_settings
 
 
@@ -26,7 +26,7 @@ def bench_settings(base: Path, url: str | None = None, **overrides: object) -> S
 @contextmanager
 def booted(settings: Settings) -> Iterator[ComfyServer]:
     """The server, started and ready; stopped on exit."""
-    server = ComfyServer(settings).start()
+    server = ComfyServer(settings.comfyui()).start()
     try:
         server.wait_ready()
         yield server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,15 @@ COMMAND_MODULES = (
     "job.commands.submit",
     "job.commands.batch",
 )
+# Commands that drive the local stand-ins of Google Cloud (job/devstack), which the image's wheel
+# leaves out: there they are simply not offered.
+_NEEDS_DEVSTACK = frozenset({"job.commands.dev"})
+
+
+def available_commands() -> tuple[str, ...]:
+    """The command modules this install can run."""
+    has_devstack = importlib.util.find_spec("job.devstack") is not None
+    return tuple(name for name in COMMAND_MODULES if has_devstack or name not in _NEEDS_DEVSTACK)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -29,7 +39,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worker-comfyui", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in available_commands():
         if only is None or name.rsplit(".", 1)[1] == only:
             importlib.import_module(name).register(subparsers)
     return parser
@@ -38,7 +48,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in words if not word.startswith("-")), None)
-    known = {name.rsplit(".", 1)[1] for name in COMMAND_MODULES}
+    known = {name.rsplit(".", 1)[1] for name in available_commands()}
     args = build_parser(command if command in known else None).parse_args(words)
     try:
         settings = load_settings()

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from job.comfyui.process import ComfyServer
-from job.dev.gcs_emulator import GcsEmulator
-from job.runner import Runner
+from job.devstack.gcs_emulator import GcsEmulator
+from job.engine.runner import Runner
 from job.settings import Settings
 from tests.support.comfy import comfy_settings
 
@@ -30,7 +30,7 @@ def comfy_settings_session(comfy_base: Path) -> Settings:
 @pytest.fixture(scope="session")
 def comfy_server(comfy_settings_session: Settings) -> Iterator[ComfyServer]:
     """The shared, real ComfyUI child (CPU). Tests that kill ComfyUI start their own instead."""
-    server = ComfyServer(comfy_settings_session).start()
+    server = ComfyServer(comfy_settings_session.comfyui()).start()
     try:
         server.wait_ready()
         yield server
@@ -39,8 +39,8 @@ def comfy_server(comfy_settings_session: Settings) -> Iterator[ComfyServer]:
 
 
 @pytest.fixture(scope="session")
-def runner(comfy_server: ComfyServer, comfy_settings_session: Settings) -> Iterator[Runner]:
-    shared = Runner(comfy_server, comfy_settings_session)
+def runner(comfy_server: ComfyServer) -> Iterator[Runner]:
+    shared = Runner(comfy_server)
     yield shared
     shared.close()
 
@@ -72,4 +72,4 @@ def inbox(gcs: GcsEmulator, gcs_client: Any) -> Any:
 @pytest.fixture
 def attached(comfy_server: ComfyServer) -> dict[str, str]:
     """COMFYUI_* for a job or batch task that attaches to the session ComfyUI instead of booting one."""
-    return {"COMFYUI_URL": comfy_server.base_url, "COMFYUI_DIR": str(comfy_server.settings.comfyui_dir)}
+    return {"COMFYUI_URL": comfy_server.base_url, "COMFYUI_DIR": str(comfy_server.config.dir)}

@@ -15,7 +15,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from .errors import PermanentError, translate_google_errors
-from .events import StorageObject
+from .objects import StorageObject
 
 BATCH_SUFFIX = ".batch.json"
 MAX_BATCH_TASKS = 10_000  # Cloud Run's most tasks per execution

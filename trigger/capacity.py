@@ -36,8 +36,8 @@ from google.cloud import run_v2
 from .claims import SETTLED, ClaimState, ClaimStore, Lease, Settled
 from .config import TriggerConfig
 from .errors import PermanentError, TransientError, TriggerError, translate_google_errors
-from .events import StorageObject
 from .launcher import admin_api_client
+from .objects import StorageObject
 from .pending import TASK_HOLDER
 
 log = logging.getLogger("trigger.capacity")

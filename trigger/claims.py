@@ -41,7 +41,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from .errors import ClaimBusy, PermanentError, TransientError, translate_google_errors
-from .events import StorageObject
+from .objects import MAX_OBJECT_NAME_BYTES, StorageObject
 
 log = logging.getLogger("trigger.claims")
 
@@ -84,7 +84,9 @@ class Claim:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Claim:
-        data: dict[str, Any] = json.loads(raw)
+        data: Any = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError(f"a claim is a JSON object, not {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["state"] = ClaimState(known["state"])
         return cls(**known)
@@ -130,8 +132,20 @@ class ClaimStore:
         self._sleep = sleep
 
     def claim_name(self, obj: StorageObject) -> str:
-        """`<prefix><name>/<generation>`: unique per object generation, never a `.json` request."""
-        return f"{self.prefix}{obj.name}/{obj.generation}"
+        """`<prefix><name>/<generation>`: unique per object generation, never a `.json` request.
+
+        PermanentError when that is longer than GCS allows: a name near GCS's 1024 bytes leaves no
+        room for the prefix and generation, and every attempt would meet the same refusal.
+        """
+        name = f"{self.prefix}{obj.name}/{obj.generation}"
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size > MAX_OBJECT_NAME_BYTES:
+            room = MAX_OBJECT_NAME_BYTES - (size - len(obj.name.encode("utf-8", "surrogatepass")))
+            raise PermanentError(
+                f"gs://{obj.bucket}/{obj.name[:60]}...#{obj.generation}: its claim under CLAIMS_PREFIX={self.prefix!r} "
+                f"would be {size} bytes, over GCS's {MAX_OBJECT_NAME_BYTES}; rename the object to at most {room} bytes"
+            )
+        return name
 
     def acquire(self, obj: StorageObject, *, by: str = "") -> Lease | Settled:
         """Hold the claim for `obj`, or learn that it is settled; ClaimBusy if a live holder keeps it."""

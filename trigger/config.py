@@ -1,6 +1,6 @@
 """The trigger's settings: read once from the environment at the edge, then passed down frozen.
 
-Every variable has a default that works locally (against `job.dev`'s stand-ins); production sets
+Every variable has a default that works locally (against `job.devstack`'s stand-ins); production sets
 at least GOOGLE_CLOUD_PROJECT, REGION, JOB_NAME and OUTBOX_BUCKET.
 
     GOOGLE_CLOUD_PROJECT  project that owns the Cloud Run job (GCP_PROJECT is read as a fallback)
@@ -23,7 +23,7 @@ at least GOOGLE_CLOUD_PROJECT, REGION, JOB_NAME and OUTBOX_BUCKET.
                           executions are active; otherwise answer 5xx and leave the item pending
                           for a running task to drain (capacity.py, docs/drain.md)  default: 10
     RUN_API_ENDPOINT      Admin API address override, e.g. http://127.0.0.1:8123 for the local
-                          stand-in (`job.dev.run_api`); anonymous credentials and REST then
+                          stand-in (`job.devstack.run_api`); anonymous credentials and REST then
                           default: unset (the real API with the function's service account)
     STORAGE_EMULATOR_HOST GCS address override, e.g. http://127.0.0.1:4443 (fake-gcs-server);
                           anonymous credentials then                 default: unset (real GCS)
@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
+from .objects import DEFAULT_MAX_REQUEST_BYTES, InboxLayout, folder_prefix
 
 _SEGMENT = re.compile(r"[^/\s]*")
 
@@ -56,13 +57,18 @@ class TriggerConfig:
     outbox_bucket: str = "outbox"
     outbox_prefix: str = ""
     claims_prefix: str = "_claims/"
-    max_request_bytes: int = 50 * 1024 * 1024
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     claim_lease_s: float = 90.0
     claim_wait_s: float = 10.0
     run_job_timeout_s: float = 30.0
     max_executions: int = 10
     run_api_endpoint: str | None = None
     storage_emulator_host: str | None = None
+
+    @property
+    def layout(self) -> InboxLayout:
+        """Where results and claims go, and which objects are requests."""
+        return InboxLayout(self.outbox_bucket, self.outbox_prefix, self.claims_prefix, self.max_request_bytes)
 
     @property
     def job_path(self) -> str:
@@ -81,7 +87,7 @@ def load_config(environ: Mapping[str, str]) -> TriggerConfig:
         outbox_bucket=env.name("OUTBOX_BUCKET") or "outbox",
         outbox_prefix=env.prefix("OUTBOX_PREFIX", ""),
         claims_prefix=env.prefix("CLAIMS_PREFIX", "_claims/"),
-        max_request_bytes=env.integer("MAX_REQUEST_BYTES", 50 * 1024 * 1024),
+        max_request_bytes=env.integer("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
         claim_lease_s=env.seconds("CLAIM_LEASE_S", 90.0),
         claim_wait_s=env.seconds("CLAIM_WAIT_S", 10.0, allow_zero=True),
         run_job_timeout_s=env.seconds("RUN_JOB_TIMEOUT_S", 30.0),
@@ -119,8 +125,7 @@ class _Env:
 
     def prefix(self, name: str, default: str) -> str:
         raw = self._environ.get(name)
-        value = default if raw is None else raw.strip().lstrip("/")
-        return value if not value or value.endswith("/") else value + "/"
+        return folder_prefix(default if raw is None else raw)
 
     def integer(self, name: str, default: int) -> int:
         raw = self.text(name)

@@ -1,4 +1,5 @@
-"""Reading a GCS `object.finalized` CloudEvent, and deciding whether the object is a request.
+"""Reading a GCS `object.finalized` CloudEvent: the storage object it names (objects.py says whether
+that object is a request).
 
 Eventarc delivers the storage object's JSON resource as the event data; `generation` and `size`
 arrive as strings (int64 in JSON). Binary and structured deliveries both reach us as a
@@ -8,13 +9,14 @@ arrive as strings (int64 in JSON). Binary and structured deliveries both reach u
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
 from typing import Any, Protocol
 
-from .config import TriggerConfig
 from .errors import PermanentError
+from .objects import StorageObject, name_problem
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+_INT64 = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
 
 
 class CloudEventLike(Protocol):
@@ -25,76 +27,58 @@ class CloudEventLike(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...
 
 
-@dataclass(frozen=True)
-class StorageObject:
-    """One generation of one inbox object."""
-
-    bucket: str
-    name: str
-    generation: int
-    size: int | None = None
-
-    @property
-    def uri(self) -> str:
-        """`gs://bucket/name#generation`: the job's REQUEST_URI and the result's `source`."""
-        return f"gs://{self.bucket}/{self.name}#{self.generation}"
-
-    def outbox_uri(self, config: TriggerConfig) -> str:
-        """Where the job writes this object's outputs: the contract's section 4 layout."""
-        stem = self.name.removesuffix(".json")
-        return f"gs://{config.outbox_bucket}/{config.outbox_prefix}{stem}/"
-
-
 def event_type(event: CloudEventLike) -> str:
     return str(event.get("type") or "")
 
 
 def parse_storage_object(event: CloudEventLike) -> StorageObject:
-    """The object an `object.finalized` event names; a malformed event is a PermanentError."""
+    """The object an `object.finalized` event names; a malformed event is a PermanentError.
+
+    Everything is checked before any call: `bucket` and `name` against the naming rules
+    (objects.name_problem), `generation` a positive int64, `size` an int64 when present, since a
+    size that is not one would slip past MAX_REQUEST_BYTES.
+    """
     data = event.data
+    where = f"event {str(event.get('id'))[:80]}"
     if isinstance(data, bytes | str):
         try:
             data = json.loads(data)
         except ValueError:
-            raise PermanentError(f"event {event.get('id')}: data is not JSON: {data[:200]!r}") from None
+            raise PermanentError(f"{where}: data is not JSON: {data[:200]!r}") from None
     if not isinstance(data, dict):
-        raise PermanentError(f"event {event.get('id')}: data is {type(data).__name__}, not a storage object")
+        raise PermanentError(f"{where}: data is {type(data).__name__}, not a storage object")
     bucket, name = data.get("bucket"), data.get("name")
     if not bucket or not name:
-        raise PermanentError(f"event {event.get('id')}: data lacks `bucket` or `name`: {sorted(data)}")
+        raise PermanentError(f"{where}: data lacks `bucket` or `name`: {sorted(map(str, data))[:20]}")
+    if not isinstance(bucket, str) or not isinstance(name, str):
+        raise PermanentError(f"{where}: `bucket` and `name` must be strings, not {_kinds(bucket, name)}")
+    if problem := name_problem(bucket, name):
+        raise PermanentError(f"{where}: {problem}")
     generation = _as_int(data.get("generation"))
-    if generation is None:
-        raise PermanentError(f"event {event.get('id')}: `generation` {data.get('generation')!r} is not an int")
-    return StorageObject(bucket=str(bucket), name=str(name), generation=generation, size=_as_int(data.get("size")))
-
-
-def why_ignored(obj: StorageObject, config: TriggerConfig) -> str | None:
-    """Why this object is not a request (None when it is one): the log line says what to do."""
-    if obj.name.startswith(config.claims_prefix):
-        return f"under the claims prefix {config.claims_prefix!r} (the trigger's own bookkeeping)"
-    if obj.bucket == config.outbox_bucket and obj.name.startswith(config.outbox_prefix):
-        if not config.outbox_prefix:
-            raise PermanentError(
-                f"OUTBOX_BUCKET={obj.bucket!r} is the inbox bucket and OUTBOX_PREFIX is empty, so every "
-                "result would look like a request; set OUTBOX_PREFIX (e.g. outbox/) or use another bucket"
-            )
-        return f"under the outbox prefix {config.outbox_prefix!r} (a result, not a request)"
-    if not obj.name.endswith(".json"):
-        return "not a .json object; drop workflow requests as <name>.json"
-    if obj.size is not None and obj.size > config.max_request_bytes:
-        return (
-            f"{obj.size} bytes is over MAX_REQUEST_BYTES={config.max_request_bytes}; pass large inputs by "
-            "reference in `inputs` (gs:// or https:// URIs) instead of inline base64, or raise MAX_REQUEST_BYTES"
-        )
-    return None
+    if generation is None or generation <= 0:
+        raise PermanentError(f"{where}: `generation` {_shown(data.get('generation'))} is not an int above 0")
+    size = data.get("size")
+    if size is not None and _as_int(size) is None:
+        raise PermanentError(f"{where}: `size` {_shown(size)} is not a whole number of bytes")
+    return StorageObject(bucket=bucket, name=name, generation=generation, size=_as_int(size))
 
 
 def _as_int(value: object) -> int | None:
-    """GCS sends int64 fields as strings; accept both, refuse anything else."""
+    """GCS sends int64 fields as strings of ASCII digits; accept those and ints, refuse anything else."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and _INT64.fullmatch(value):
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < 2**63:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
     return None
+
+
+def _kinds(*values: object) -> str:
+    return " and ".join(type(value).__name__ for value in values)
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value from the event as a message may quote it: repr, cut to `limit`."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[:limit] + "..."

@@ -1,6 +1,6 @@
 """Which inbox object generations are pending: requests no one is running, found from two listings.
 
-An object generation is *pending* when it is a request (`events.why_ignored` says so) and its
+An object generation is *pending* when it is a request (`objects.why_ignored` says so) and its
 claim is absent, released, or held under a lease that has expired. Claim objects carry their
 state and lease in custom metadata (`Claim.listing_metadata`), so one listing of the inbox and one
 of the claims prefix answer this without reading any claim:
@@ -9,7 +9,7 @@ of the claims prefix answer this without reading any claim:
                                                       ├─> pending, oldest first
     claims listing (state, expires_at per generation) ┘
 
-The job's draining tasks use this (`job/drain.py`) to find work, then take each item with
+The job's draining tasks use this (`job/items/drain.py`) to find work, then take each item with
 `ClaimStore.acquire`, which re-checks under a generation precondition: a stale listing can cost a
 wasted try, never a second run. A claim listed without metadata (written by an older version) is
 returned too; acquiring it reads the claim and settles the question.
@@ -27,9 +27,8 @@ from google.api_core import exceptions as gexc
 
 from .batches import is_batch_spec
 from .claims import SETTLED, ClaimState
-from .config import TriggerConfig
 from .errors import translate_google_errors
-from .events import StorageObject, why_ignored
+from .objects import InboxLayout, StorageObject, why_ignored
 
 # The `by` of a claim that a job task holds while it runs the item itself. The trigger leaves such
 # an item alone while the lease is live (the task settles it `done`), and waits for nothing.
@@ -64,7 +63,7 @@ def listed_claims(client: storage.Client, bucket: str, prefix: str) -> dict[tupl
     return claims
 
 
-def pending_objects(client: storage.Client, bucket: str, config: TriggerConfig, *, now: float) -> list[StorageObject]:
+def pending_objects(client: storage.Client, bucket: str, layout: InboxLayout, *, now: float) -> list[StorageObject]:
     """The requests in `bucket` whose live generation no one is running, oldest first.
 
     Only live generations count: an overwritten generation is superseded by the newer one, which
@@ -72,12 +71,12 @@ def pending_objects(client: storage.Client, bucket: str, config: TriggerConfig, 
     requests (the outbox is the inbox bucket without OUTBOX_PREFIX), TransientError on a listing
     that failed and may work later.
     """
-    claims = listed_claims(client, bucket, config.claims_prefix)
+    claims = listed_claims(client, bucket, layout.claims_prefix)
     found: list[tuple[datetime | None, StorageObject]] = []
     with _listing(bucket, ""):
         for blob in client.list_blobs(bucket):
             obj = StorageObject(bucket, blob.name, int(blob.generation or 0), int(blob.size or 0))
-            if not obj.generation or why_ignored(obj, config) or is_batch_spec(obj):
+            if not obj.generation or why_ignored(obj, layout) or is_batch_spec(obj):
                 continue  # a batch spec runs as a batch (batches.py), never drained as one item
             listed = claims.get((obj.name, obj.generation))
             if listed is None or listed.takeable(now) is not False:

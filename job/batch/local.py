@@ -8,9 +8,11 @@ keep its queue full, and each task's share, markers and summary behave exactly a
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from job.batch.task import BatchTask, ItemCallback, PreparedBatch, TaskReport, ensure_manifest
-from job.boot import comfyui_runner
+from job.engine.boot import comfyui_runner
+from job.items.work_item import TaskPlace
 from job.settings import Settings
 from job.storage import Storages
 
@@ -25,13 +27,9 @@ def run_local_batch(
 ) -> list[TaskReport]:
     """Run every pending item of the batch as `tasks` tasks; reports in task order."""
     ensure_manifest(prepared)
+    place = TaskPlace.of(settings)
     workers = [
-        BatchTask(
-            prepared,
-            settings.model_copy(update={"cloud_run_task_index": index, "cloud_run_task_count": tasks}),
-            storages,
-            on_item=on_item,
-        )
+        BatchTask(prepared, settings, storages, replace(place, index=index, count=tasks), on_item=on_item)
         for index in range(tasks)
     ]
     finished = prepared.folder.finished_items()

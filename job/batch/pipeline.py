@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from job.batch.plan import Item
-from job.work_item import ItemOutcome
+from job.items.work_item import ItemOutcome
 
 # Runs one item; sets the event once the item has left ComfyUI (or has ended, whichever is first).
 RunOne = Callable[[Item, threading.Event], ItemOutcome]

@@ -24,11 +24,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from job.engine.request import InputImage, OutputOptions, parse_json, parse_request
 from job.errors import InputNotFound, InvalidJSON, InvalidRequest, RequestError
-from job.inbox import Inbox, ItemSource
-from job.request import InputImage, OutputOptions, parse_json, parse_request
+from job.items.inbox import Inbox, ItemSource
 from job.settings import Settings
-from job.storage import Storages
+from job.storage import Storages, as_folder
+from trigger.objects import InboxLayout
 
 SPEC_SUFFIX = ".batch.json"
 MAX_TASKS = 10_000
@@ -98,7 +99,7 @@ class Batch:
     prefix: str  # ends in "/": items go to <prefix><item-id>/
 
 
-def load_batch(uri: str, storages: Storages, settings: Settings) -> Batch:
+def load_batch(uri: str, storages: Storages, settings: Settings, *, prefix: str | None = None) -> Batch:
     """Read the spec at `uri` (gs://bucket/name.batch.json[#generation] or a path) and its workflow.
 
     Raises a RequestError (InvalidRequest, InvalidJSON, InputNotFound, ...) for anything the spec's
@@ -123,7 +124,7 @@ def load_batch(uri: str, storages: Storages, settings: Settings) -> Batch:
             f"batch spec {uri}: `id` {batch_id!r} must be 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    prefix = _expand(settings.outbox_uri or spec.prefix or default_prefix(source, settings), execution, "prefix", uri)
+    prefix = _expand(prefix or spec.prefix or default_prefix(source, settings), execution, "prefix", uri)
     return Batch(
         id=batch_id,
         source=source,
@@ -143,8 +144,7 @@ def default_prefix(source: ItemSource, settings: Settings) -> str:
     """As for an inbox drop: gs://OUTBOX/<OUTBOX_PREFIX><path/name>/; locally a folder beside the spec."""
     if source.is_gcs:
         stem = posixpath.join(posixpath.dirname(source.name), default_id(source))
-        folder = settings.outbox_prefix.strip("/")
-        return f"gs://{settings.outbox_bucket}/{folder + '/' if folder else ''}{stem}/"
+        return InboxLayout(settings.outbox_bucket, settings.outbox_prefix).outbox_folder(stem)
     return f"{Path(source.name).parent / default_id(source)}/"
 
 
@@ -210,7 +210,7 @@ def _check_prefix(prefix: str, uri: str) -> str:
             raise InvalidRequest(f"batch spec {uri}: `prefix` {prefix!r} names no bucket; use gs://bucket/path/")
     elif "://" in prefix:
         raise InvalidRequest(f"batch spec {uri}: `prefix` {prefix!r} must be gs://bucket/path/ or a folder")
-    return prefix if prefix.endswith("/") else prefix + "/"
+    return as_folder(prefix)
 
 
 def _explain(exc: ValidationError) -> str:

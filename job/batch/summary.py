@@ -7,8 +7,8 @@ server: the write is optimistic concurrency on the object's generation, the read
 coming before the listing the summary is computed from:
 
     read summary.json (generation g) -> list results and markers -> same content? stop
-                                     -> write if_generation_match=g (0: only if absent)
-                                        412: another task wrote since g; go round again
+                                     -> write if_generation=g (0: only if absent)
+                                        WriteConflict: another task wrote since g; go round again
 
 A writer that computed from an older view can therefore never overwrite a newer one, and the last
 task's view (every marker written) is the one that stays.
@@ -28,7 +28,7 @@ from job.batch.folder import MANIFEST, SUMMARY, BatchFolder
 from job.batch.plan import Item
 from job.batch.spec import Batch
 from job.errors import StorageError
-from job.outbox import RESULT, utc_now
+from job.items.outbox import RESULT, utc_now
 
 log = logging.getLogger(__name__)
 

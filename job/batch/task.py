@@ -25,19 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from job.batch.folder import MANIFEST, TASKS, BatchFolder
-from job.batch.item import BatchItem
+from job.batch.item import batch_item
 from job.batch.pipeline import run_in_turn
 from job.batch.plan import Item, plan_items, task_share
 from job.batch.spec import Batch, load_batch
 from job.batch.summary import finish_batch
-from job.boot import comfyui_runner
+from job.engine.boot import comfyui_runner
+from job.engine.runner import Runner
 from job.errors import ConfigurationError, WorkerError
+from job.items.outbox import utc_now
+from job.items.work_item import Disposition, ItemOutcome, TaskPlace
 from job.logs import request_context
-from job.outbox import utc_now
-from job.runner import Runner
 from job.settings import Settings
 from job.storage import Storages
-from job.work_item import Disposition, ItemOutcome
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ class PreparedBatch:
     folder: BatchFolder
 
 
-def prepare_batch(uri: str, storages: Storages, settings: Settings) -> PreparedBatch:
+def prepare_batch(uri: str, storages: Storages, settings: Settings, *, prefix: str | None = None) -> PreparedBatch:
     """Load and check the spec and plan every item; raises RequestError for what the author must fix."""
-    batch = load_batch(uri, storages, settings)
+    batch = load_batch(uri, storages, settings, prefix=prefix)
     return PreparedBatch(batch, plan_items(batch), BatchFolder(storages, batch.prefix))
 
 
@@ -126,22 +126,24 @@ class TaskReport:
 
 
 class BatchTask:
-    """Task `settings.cloud_run_task_index` of `settings.cloud_run_task_count` of a prepared batch."""
+    """Task `place.index` of `place.count` of a prepared batch."""
 
     def __init__(
         self,
         prepared: PreparedBatch,
         settings: Settings,
         storages: Storages,
+        place: TaskPlace,
         *,
         on_item: ItemCallback | None = None,
     ) -> None:
         self.prepared = prepared
         self.settings = settings
         self.storages = storages
+        self.place = place
         self.on_item = on_item
         self.stop = threading.Event()  # set from another thread: finish the item under way, start no other
-        indexes = task_share(len(prepared.items), settings.cloud_run_task_index, settings.cloud_run_task_count)
+        indexes = task_share(len(prepared.items), place.index, place.count)
         self.share = [prepared.items[index] for index in indexes]
 
     def pending(self, finished: set[str]) -> list[Item]:
@@ -149,12 +151,12 @@ class BatchTask:
 
     def run(self, runner: Runner | None, pending: Sequence[Item]) -> TaskReport:
         """Run `pending` (this share minus what is done) on `runner`, then mark the task done."""
-        settings, batch = self.settings, self.prepared.batch
+        settings, batch, place = self.settings, self.prepared.batch, self.place
         report = TaskReport(
-            task_index=settings.cloud_run_task_index,
-            task_count=settings.cloud_run_task_count,
-            attempt=settings.cloud_run_task_attempt,
-            execution=settings.cloud_run_execution,
+            task_index=place.index,
+            task_count=place.count,
+            attempt=place.attempt,
+            execution=place.execution,
             share=len(self.share),
             skipped=len(self.share) - len(pending),
             started_at=utc_now(),
@@ -177,7 +179,8 @@ class BatchTask:
         def run_one(item: Item, left: threading.Event) -> ItemOutcome:
             assert runner is not None
             with request_context(f"{batch.id}/{item.id}"):
-                return BatchItem(settings, batch, item, self.prepared.folder, self.storages, left=left).run(runner)
+                work = batch_item(settings, batch, item, self.prepared.folder, self.storages, place, left=left)
+                return work.run(runner)
 
         def heard(item: Item, outcome: ItemOutcome) -> bool:
             nonlocal in_a_row, marked
@@ -220,15 +223,17 @@ class BatchTask:
             log.warning("could not write the task marker: %s", exc.message)
 
 
-def run_batch_task(settings: Settings, *, storages: Storages | None = None) -> TaskReport:
-    """`worker-comfyui job` with BATCH_URI: this task's share, on one ComfyUI boot (none if nothing is left)."""
+def run_batch_task(settings: Settings, prefix: str | None, *, storages: Storages | None = None) -> TaskReport:
+    """`worker-comfyui job` with BATCH_URI: this task's share, on one ComfyUI boot (none if nothing is left).
+
+    `prefix` (OUTBOX_URI) puts the batch somewhere other than its spec or default says."""
     if not settings.batch_uri:
         raise ConfigurationError("BATCH_URI is not set: give the batch spec, gs://bucket/name.batch.json or a path")
     storages = storages or Storages(settings.google_cloud_project)
-    prepared = prepare_batch(settings.batch_uri, storages, settings)
+    prepared = prepare_batch(settings.batch_uri, storages, settings, prefix=prefix)
     with request_context(prepared.batch.id):
         ensure_manifest(prepared)
-        task = BatchTask(prepared, settings, storages)
+        task = BatchTask(prepared, settings, storages, TaskPlace.of(settings))
         pending = task.pending(prepared.folder.finished_items())
         if not pending:
             return task.run(None, pending)

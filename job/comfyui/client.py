@@ -15,8 +15,11 @@ from urllib.parse import quote
 
 import httpx
 
+from job.comfyui.compat import is_output_node, upload_reference
 from job.comfyui.validation import prompt_error
 from job.errors import ComfyUnavailable, InvalidInput, WorkerError
+
+_PER_CLASS_READS = 16  # new classes in one workflow read one by one; more, and the whole catalogue at once
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class ComfyClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
         self._object_info: dict[str, Any] | None = None
-        self._is_output_class: dict[str, bool] = {}
+        self._classes: dict[str, dict[str, Any] | None] = {}  # class -> its /object_info entry; None: not installed
 
     def close(self) -> None:
         self._http.close()
@@ -78,17 +81,35 @@ class ComfyClient:
             self._object_info = self._json("GET", "/object_info")
         return self._object_info or {}
 
-    def output_classes(self, class_types: Iterable[str]) -> frozenset[str]:
-        """Those of `class_types` that are output nodes (what ComfyUI runs a prompt for); cached per class.
+    def class_info(self, class_types: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The /object_info entries of those of `class_types` that ComfyUI has; cached per class.
 
-        One small /object_info/{class} read per class not seen before, not the whole catalogue.
+        One small /object_info/{class} read per class not seen before, not the whole catalogue; past
+        `_PER_CLASS_READS` new classes, one read of the whole. A class ComfyUI lacks is remembered as
+        such (the prompt's validation names it), so no workflow costs more than that until
+        `forget_classes`. What is read here is the schema, not the model lists in it.
         """
         names = set(class_types)
-        for class_type in names - self._is_output_class.keys():
-            info = (self._json("GET", f"/object_info/{quote(class_type, safe='')}") or {}).get(class_type)
-            if isinstance(info, dict):  # an unknown class stays unknown: the prompt's validation names it
-                self._is_output_class[class_type] = bool(info.get("output_node"))
-        return frozenset(name for name in names if self._is_output_class.get(name))
+        missing = names - self._classes.keys()
+        if len(missing) > _PER_CLASS_READS:
+            catalogue = self._json("GET", "/object_info") or {}
+            self._object_info = catalogue
+            for class_type in missing:
+                info = catalogue.get(class_type)
+                self._classes[class_type] = info if isinstance(info, dict) else None
+        else:
+            for class_type in missing:
+                info = (self._json("GET", f"/object_info/{quote(class_type, safe='')}") or {}).get(class_type)
+                self._classes[class_type] = info if isinstance(info, dict) else None
+        return {name: info for name in names if (info := self._classes.get(name)) is not None}
+
+    def forget_classes(self) -> None:
+        """Drop what `class_info` remembers: the server restarted, and may have other nodes now."""
+        self._classes = {}
+
+    def output_classes(self, class_types: Iterable[str]) -> frozenset[str]:
+        """Those of `class_types` that are output nodes (what ComfyUI runs a prompt for)."""
+        return frozenset(name for name, info in self.class_info(class_types).items() if is_output_node(info))
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The finished prompt's history entry, or None while it is queued or running."""
@@ -114,18 +135,19 @@ class ComfyClient:
 
     # --- acting ----------------------------------------------------------------------------------
 
-    def upload_image(self, name: str, data: bytes, *, content_type: str = "application/octet-stream") -> str:
-        """Put an input file into ComfyUI's input folder under `name` (a bare file name)."""
+    def upload_image(
+        self, name: str, data: bytes, *, subfolder: str = "", content_type: str = "application/octet-stream"
+    ) -> str:
+        """Put an input file into `subfolder` of ComfyUI's input folder under `name` (a bare file name).
+
+        Returns the value a loader takes for it (`subfolder/name`); any file type, despite the route's name.
+        """
+        form = {"overwrite": "true", "type": "input", **({"subfolder": subfolder} if subfolder else {})}
         with comfy_errors(self.base_url):
-            response = self._http.post(
-                "/upload/image",
-                files={"image": (name, data, content_type)},
-                data={"overwrite": "true", "type": "input"},
-            )
+            response = self._http.post("/upload/image", files={"image": (name, data, content_type)}, data=form)
         if response.status_code >= 400:
             raise InvalidInput(f"ComfyUI refused input {name!r}: {response.text[:300]}")
-        uploaded: str = response.json().get("name", name)
-        return uploaded
+        return upload_reference(response.json(), name, subfolder)
 
     def queue_prompt(self, workflow: dict[str, Any], client_id: str, prompt_id: str | None = None) -> str:
         """Queue the workflow (under `prompt_id` if given); a 400 becomes a typed error naming each bad node."""

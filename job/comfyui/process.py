@@ -4,6 +4,11 @@ One supervisor thread owns the child: it spawns it, forwards its log, waits on i
 restarts it with backoff. Spawning from that long-lived thread matters: the child asks the kernel
 (PR_SET_PDEATHSIG) for SIGTERM when its spawning thread dies, so even a SIGKILLed parent leaves no
 orphan behind. `generation` counts boots, so a runner can tell that the ComfyUI it queued on is gone.
+
+Our ComfyUI is ours: a port that something already answers on (or holds) is refused before the
+spawn, and readiness counts only while our child is alive and the server answering /system_stats
+reports our child's command line (`system.argv`). Otherwise a second worker given the port of a
+running ComfyUI would take that foreign server for its own while its child failed to bind.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import enum
 import logging
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -21,12 +27,13 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from job.comfyui.folders import output_folders
+from job.comfyui.compat import server_argv
+from job.comfyui.config import ComfyConfig
+from job.comfyui.folders import input_folder, output_folders
 from job.comfyui.mount import write_extra_model_paths
 from job.errors import ComfyUnavailable
-from job.settings import Settings
 from job.subprocesses import die_with_parent, stop_group
 
 if TYPE_CHECKING:
@@ -57,10 +64,10 @@ def has_cuda() -> bool:
 class ComfyServer:
     """A ComfyUI the runner can use: our own child (managed) or one at COMFYUI_URL (attached)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.base_url = settings.comfyui_base_url
-        self.managed = settings.comfyui_url is None
+    def __init__(self, config: ComfyConfig) -> None:
+        self.config = config
+        self.base_url = config.base_url
+        self.managed = config.url is None
         self.generation = 0
         self._state = State.STOPPED
         self._changed = threading.Condition()
@@ -70,8 +77,11 @@ class ComfyServer:
         self._supervisor: threading.Thread | None = None
         self._prerequisites: list[Future[object]] = []
         self.folders: dict[str, Path] | None = None  # a managed child's output and temp folders, on our disk
+        self.input_folder: Path | None = None  # and its input folder, where each run's uploads get a subfolder
         self.boot_s: float | None = None  # the last boot of our child: spawn to first answer
         self._spawned_at = 0.0
+        self._argv: list[str] = []  # our child's command line as ComfyUI reports it (main.py first)
+        self._failure: str | None = None  # why it failed, when we know better than its log
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -82,9 +92,10 @@ class ComfyServer:
         """
         if self._supervisor is not None:
             return self
-        if self.managed and self.settings.models_mount is not None:
-            write_extra_model_paths(self.settings.models_mount, self.settings.comfyui_dir)
+        if self.managed and self.config.models_mount is not None:
+            write_extra_model_paths(self.config.models_mount, self.config.dir)
         self._stopping.clear()
+        self._failure = None
         target = self._supervise if self.managed else self._watch_attached
         self._supervisor = threading.Thread(target=target, name="comfyui-supervisor", daemon=True)
         self._set_state(State.STARTING)
@@ -97,10 +108,12 @@ class ComfyServer:
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Block until ComfyUI answers HTTP and every prerequisite is done; fail at once if it exits first."""
-        limit = timeout_s if timeout_s is not None else self.settings.comfyui_boot_timeout_s
+        limit = timeout_s if timeout_s is not None else self.config.boot_timeout_s
         deadline = time.monotonic() + limit
         with self._changed:
             while self._state is not State.READY:
+                if self._state is State.FAILED and self._failure is not None:
+                    raise ComfyUnavailable(self._failure)
                 if self._state in (State.FAILED, State.STOPPED):
                     raise ComfyUnavailable(f"ComfyUI is {self._state.value}:\n{self.log_tail()}".rstrip())
                 remaining = deadline - time.monotonic()
@@ -161,6 +174,14 @@ class ComfyServer:
         backoff = 1.0
         while not self._stopping.is_set():
             started = time.monotonic()
+            taken = _port_taken(self.config.host, self.config.port)
+            if taken is not None:
+                self._fail(
+                    f"COMFYUI_PORT {self.config.port} on {self.config.host} is taken ({taken}), so a ComfyUI "
+                    "started there would not be the one answering; set COMFYUI_PORT to a free port, or "
+                    f"COMFYUI_URL=http://{self.config.host}:{self.config.port} to attach to the ComfyUI there"
+                )
+                return
             try:
                 proc = self._spawn()
             except OSError as exc:
@@ -174,7 +195,9 @@ class ComfyServer:
             if self._stopping.is_set():
                 return
             log.error("ComfyUI exited with code %s; last lines:\n%s", code, self.log_tail())
-            if not self.settings.comfyui_restart or self._state is State.STARTING:
+            if self._state is State.FAILED:
+                return  # failed on purpose (not our server answering): restarting would meet it again
+            if not self.config.restart or self._state is State.STARTING:
                 # It never came up: restarting would only repeat the same failure.
                 self._set_state(State.FAILED)
                 return
@@ -185,26 +208,26 @@ class ComfyServer:
                 return
 
     def _spawn(self) -> subprocess.Popen[str]:
-        main = self.settings.comfyui_dir / "main.py"
+        main = self.config.dir / "main.py"
         if not main.is_file():
-            raise OSError(
-                f"no ComfyUI at {self.settings.comfyui_dir}; run `worker-comfyui comfyui install` or set COMFYUI_DIR"
-            )
+            raise OSError(f"no ComfyUI at {self.config.dir}; run `worker-comfyui comfyui install` or set COMFYUI_DIR")
         command = [
             sys.executable, "-u", str(main),
-            "--listen", self.settings.comfyui_host,
-            "--port", str(self.settings.comfyui_port),
-            "--verbose", self.settings.comfy_log_level,
+            "--listen", self.config.host,
+            "--port", str(self.config.port),
+            "--verbose", self.config.log_level,
             "--disable-auto-launch",
             *(() if has_cuda() else ("--cpu",)),
-            *shlex.split(self.settings.comfyui_args),
+            *shlex.split(self.config.args),
         ]  # fmt: skip
         self.generation += 1
-        self.folders = output_folders(self.settings.comfyui_dir, command[3:])
+        self._argv = command[2:]  # ComfyUI's sys.argv: main.py and its arguments
+        self.folders = output_folders(self.config.dir, command[3:])
+        self.input_folder = input_folder(self.config.dir, command[3:])
         log.info("starting ComfyUI (boot %d): %s", self.generation, " ".join(command))
         self._proc = subprocess.Popen(
             command,
-            cwd=self.settings.comfyui_dir,
+            cwd=self.config.dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -232,7 +255,16 @@ class ComfyServer:
 
         with httpx.Client(timeout=2.0) as http:
             while proc.poll() is None and not self._stopping.is_set():
-                if _answers(http, self.base_url):
+                stats = _system_stats(http, self.base_url)
+                argv = server_argv(stats) if stats is not None else None
+                if argv is not None and argv != self._argv:
+                    self._fail(
+                        f"another server answers at {self.base_url} in our ComfyUI's place (its command line "
+                        f"is not the one we started); set COMFYUI_PORT to a port nothing else uses"
+                    )
+                    stop_group(proc, _STOP_GRACE_S, name="ComfyUI")
+                    return
+                if stats is not None and proc.poll() is None:  # our child, alive, and the one answering
                     self.boot_s = time.monotonic() - self._spawned_at
                     log.info(
                         "ComfyUI ready at %s in %.1f s (boot %d, pid %d)",
@@ -264,6 +296,13 @@ class ComfyServer:
                 self._stopping.wait(delay)
                 delay = min(delay * 1.5, 2.0)
 
+    def _fail(self, reason: str) -> None:
+        """FAILED, with `reason` as what wait_ready says (and the log)."""
+        log.error("%s", reason)
+        self._tail.append(reason)
+        self._failure = reason
+        self._set_state(State.FAILED)
+
     def _set_state(self, state: State) -> None:
         with self._changed:
             self._state = state
@@ -271,9 +310,36 @@ class ComfyServer:
 
 
 def _answers(http: httpx.Client, base_url: str) -> bool:
+    return _system_stats(http, base_url) is not None
+
+
+def _system_stats(http: httpx.Client, base_url: str) -> dict[str, Any] | None:
+    """GET /system_stats as JSON, or None while nothing (or nothing like ComfyUI) answers."""
     import httpx  # loaded already by the poller that calls this
 
     try:
-        return http.get(f"{base_url}/system_stats").status_code == 200
-    except httpx.HTTPError:
-        return False
+        response = http.get(f"{base_url}/system_stats")
+        stats = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why a child could not have `host:port` to itself (something answers, or holds it), or None."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return "something already answers there"
+    except OSError:
+        pass
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return None  # an address we cannot resolve: ComfyUI's own bind will say so
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ComfyUI binds: TIME_WAIT is no owner
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return f"it is bound already: {exc.strerror}"
+    return None

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from job.comfyui.client import ComfyClient
-from job.comfyui.events import Subscription
-from job.errors import ComfyCrashed, ComfyUnavailable, ExecutionFailed, RunTimeout, WorkerError
+from job.comfyui.websocket import Subscription
+from job.errors import MESSAGE_LIMIT, ComfyCrashed, ComfyUnavailable, ExecutionFailed, RunTimeout, WorkerError, clip
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +238,28 @@ def _result_of(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def execution_failed(data: dict[str, Any]) -> ExecutionFailed:
-    """ExecutionFailed from an `execution_error` payload: node, class, message and traceback tail."""
+    """ExecutionFailed from an `execution_error` payload: node, class, exception type and message.
+
+    The traceback (ComfyUI's files and lines) goes to the log, under the error's id; the body never has it.
+    """
     node_id, class_type = data.get("node_id"), data.get("node_type")
-    exc_type, message = data.get("exception_type", "Exception"), data.get("exception_message", "").strip()
+    exc_type, message = data.get("exception_type", "Exception"), str(data.get("exception_message", "")).strip()
     traceback = "".join(data.get("traceback") or []).splitlines()[-_TRACEBACK_LINES:]
-    return ExecutionFailed(
+    failed = ExecutionFailed(
         f"node {node_id} ({class_type}) failed: {exc_type}: {message}",
         node_errors={str(node_id): {"class_type": class_type, "errors": [{"type": exc_type, "message": message}]}},
         node_id=node_id,
         class_type=class_type,
         exception_type=exc_type,
-        traceback=traceback,
     )
+    log.error(
+        "node %s (%s) raised %s [error %s]: %s\n%s",
+        node_id,
+        class_type,
+        exc_type,
+        failed.id,
+        clip(message, MESSAGE_LIMIT),
+        "\n".join(traceback),
+        extra={"fields": {"error_id": failed.id, "node_id": node_id, "class_type": class_type}},
+    )
+    return failed

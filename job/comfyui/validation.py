@@ -1,4 +1,9 @@
-"""ComfyUI's /prompt 400 answers, turned into errors that say which node is wrong and how to fix it."""
+"""ComfyUI's /prompt 400 answers, turned into errors that say which node is wrong and how to fix it.
+
+ComfyUI's messages echo the received value (a caller's string may be megabytes) and may name files
+on the server: each part is cut here (`clip`) so every node keeps its line, and job/errors.py's
+renderer takes server paths out of what the caller sees.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from job.errors import MissingModel, UnknownNode, WorkerError, WorkflowInvalid
+from job.comfyui.compat import input_choices, unknown_node_refusal
+from job.errors import MissingModel, UnknownNode, WorkerError, WorkflowInvalid, clip
 
-_NODE_ID = re.compile(r"#([^']+)'")
 _MODEL_INPUT = re.compile(r"(ckpt|unet|vae|lora|clip|control_net|model|style_model|gligen|upscale_model)_name\d*$")
 
 
@@ -23,14 +28,16 @@ def prompt_error(
     message = str(error.get("message", "ComfyUI refused the workflow"))
     details = str(error.get("details", ""))
 
-    if kind == "invalid_prompt" and "does not exist" in message:
-        match = _NODE_ID.search(details)
-        node_id = match.group(1) if match else "?"
+    unknown = unknown_node_refusal(error)
+    if unknown is not None:
+        node_id = unknown.node_id
         class_type = str(workflow.get(node_id, {}).get("class_type", "?"))
         return UnknownNode(
             f"node {node_id}: node type {class_type!r} is not installed in this ComfyUI. "
             "Check the spelling, or install the custom node that provides it (see docs/customization.md).",
-            node_errors={node_id: {"class_type": class_type, "errors": [{"type": "unknown_node", "message": message}]}},
+            node_errors={
+                node_id: {"class_type": class_type, "errors": [{"type": "unknown_node", "message": unknown.message}]}
+            },
         )
     if kind == "prompt_no_outputs":
         return WorkflowInvalid(
@@ -39,9 +46,9 @@ def prompt_error(
 
     node_errors = _node_errors(body.get("node_errors") or {}, object_info)
     if not node_errors:
-        return WorkflowInvalid(f"ComfyUI refused the workflow: {message}. {details}".strip())
+        return WorkflowInvalid(f"ComfyUI refused the workflow: {clip(message)}. {clip(details)}".strip())
     lines = [
-        f"node {node_id} ({entry['class_type']}) {_describe(item)}"
+        f"node {clip(node_id)} ({clip(entry['class_type'])}) {_describe(item)}"
         for node_id, entry in node_errors.items()
         for item in entry["errors"]
     ]
@@ -78,31 +85,17 @@ def _node_errors(raw: dict[str, Any], object_info: Callable[[], dict[str, Any]])
     return result
 
 
-def input_choices(object_info: dict[str, Any], class_type: str, input_name: str) -> list[Any]:
-    """The values ComfyUI offers for a list input, in either of its schema spellings."""
-    inputs = (object_info.get(class_type) or {}).get("input") or {}
-    for section in ("required", "optional"):
-        spec = (inputs.get(section) or {}).get(input_name)
-        if not spec:
-            continue
-        if isinstance(spec[0], list):
-            return list(spec[0])
-        if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
-            return list(spec[1].get("options", []))
-    return []
-
-
 def _is_model_input(entry: dict[str, Any], item: dict[str, Any]) -> bool:
     return "Loader" in entry["class_type"] or bool(_MODEL_INPUT.search(str(item.get("input") or "")))
 
 
 def _describe(item: dict[str, Any]) -> str:
-    where = f"input {item['input']!r}: " if item.get("input") else ""
+    where = f"input {clip(repr(item['input']))}: " if item.get("input") else ""
     if item.get("type") == "value_not_in_list":
         choices = item.get("choices") or []
         offered = ", ".join(map(repr, choices[:20])) + (" ..." if len(choices) > 20 else "")
         fix = (
             f"choose one of: {offered}" if choices else "none is installed: add the file to the matching models/ folder"
         )
-        return f"{where}{item.get('received')!r} is not available; {fix}"
-    return f"{where}{item.get('message')}: {item.get('details')}".rstrip(": ")
+        return f"{where}{clip(repr(item.get('received')))} is not available; {fix}"
+    return f"{where}{clip(str(item.get('message')))}: {clip(str(item.get('details')))}".rstrip(": ")

@@ -16,9 +16,9 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from job.commands.console import console, print_error
 from job.errors import ConfigurationError, RequestError, WorkerError
 from job.settings import Settings
 from job.subprocesses import exit_on_sigterm
@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     from job.batch.folder import BatchFolder
     from job.batch.plan import Item
     from job.batch.status import BatchStatus
-    from job.work_item import ItemOutcome
+    from job.items.work_item import ItemOutcome
 
 log = logging.getLogger(__name__)
-console = Console(stderr=True)
 
 
 def register(subparsers: Any) -> None:
@@ -52,12 +51,12 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=batch_status_command)
 
 
-def batch_task_command(settings: Settings) -> int:
+def batch_task_command(settings: Settings, prefix: str | None) -> int:
     """`worker-comfyui job` with BATCH_URI: exit 0 (share done), 1 (retry the task) or 2 (fix the spec)."""
     from job.batch.task import run_batch_task
 
     try:
-        report = run_batch_task(settings)
+        report = run_batch_task(settings, prefix)
     except (ConfigurationError, RequestError) as exc:
         log.error("batch spec %s: %s (%s); nothing was run", settings.batch_uri, exc.message, exc.error_type)
         return 2
@@ -70,18 +69,15 @@ def batch_task_command(settings: Settings) -> int:
 def batch_run_command(args: argparse.Namespace, settings: Settings) -> int:
     from job.batch.local import run_local_batch
     from job.batch.task import prepare_batch
-    from job.commands.run import print_error
     from job.storage import Storages
 
     exit_on_sigterm()
     if args.tasks < 1:
         console.print("[red]error[/red]: --tasks must be at least 1")
         return 2
-    if args.prefix:
-        settings = settings.model_copy(update={"outbox_uri": args.prefix})
     storages = Storages(settings.google_cloud_project)
     try:
-        prepared = prepare_batch(args.spec, storages, settings)
+        prepared = prepare_batch(args.spec, storages, settings, prefix=args.prefix)
     except WorkerError as exc:
         print_error(exc)
         return 2
@@ -104,7 +100,6 @@ def batch_run_command(args: argparse.Namespace, settings: Settings) -> int:
 def batch_status_command(args: argparse.Namespace, settings: Settings) -> int:
     from job.batch.folder import BatchFolder
     from job.batch.status import read_status
-    from job.commands.run import print_error
     from job.storage import Storages
 
     try:

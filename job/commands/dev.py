@@ -24,27 +24,24 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from job.client.local_stack import StackInfo, StackNotRunning
+from job.client.submission import build_request
 from job.comfyui.install import InstallError
-from job.commands.run import print_error
+from job.commands.console import console, print_error
 from job.commands.submit import Destination, follow, send
-from job.dev.children import StackError
-from job.dev.gcs_emulator import EmulatorError
-from job.dev.ports import PORT_FLAGS, Ports
-from job.dev.stack import DevStack, StackConfig
-from job.dev.state import StackInfo, StackNotRunning
+from job.devstack.children import StackError
+from job.devstack.gcs_emulator import EmulatorError
+from job.devstack.ports import PORT_FLAGS, Ports
+from job.devstack.stack import DevStack, StackConfig
 from job.errors import WorkerError
 from job.settings import Settings
-from job.submission import build_request
 from job.subprocesses import exit_on_sigterm
 
-console = Console(stderr=True)
 DEMO_WORKFLOW = "invert_input.json"
 DEMO_IMAGE = "input.png"
 DEMO_OUT = Path("out/demo")
 DEMO_TIMEOUT_S = 600.0
-_QUIET_LOGGERS = {"comfyui": "comfyui.log", "job.dev.run_api": "jobs.log"}  # to files; to the console with -v too
+_QUIET_LOGGERS = {"comfyui": "comfyui.log", "job.devstack.run_api": "jobs.log"}  # to files; to the console with -v too
 
 
 def register(subparsers: Any) -> None:

@@ -1,6 +1,6 @@
 """`worker-comfyui job`: the Cloud Run job's command; one inbox item in, its outbox folder out.
 
-While ComfyUI is warm the task then runs further pending inbox items (job/drain.py); with
+While ComfyUI is warm the task then runs further pending inbox items (job/items/drain.py); with
 DRAIN=true it runs only those, and exits before booting ComfyUI when there are none.
 
 Exit status: 0 when the item is finished (a result, an error result, or nothing to do), 1 when
@@ -38,31 +38,32 @@ def register(subparsers: Any) -> None:
 
 def job_command(args: argparse.Namespace, settings: Settings) -> int:
     exit_on_sigterm()
-    overrides = {"request_uri": args.request, "outbox_uri": args.outbox}
-    settings = settings.model_copy(update={key: value for key, value in overrides.items() if value})
+    request_uri = args.request or settings.request_uri  # this task's values, read once here
+    outbox_uri = args.outbox or settings.outbox_uri
     if settings.batch_uri:  # a batch task (Cloud Scheduler, or a .batch.json drop): its share of the items
         from job.commands.batch import batch_task_command
 
-        return batch_task_command(settings)
+        return batch_task_command(settings, outbox_uri)
     # A task with an item of its own boots ComfyUI anyway: start it now, so its boot overlaps the
     # imports below (storage, fetch, webhook: about a second). A sweep (DRAIN=true) may not boot at all.
     installed = settings.comfyui_url is not None or (settings.comfyui_dir / "main.py").is_file()
     server = None
-    if settings.request_uri and not settings.drain and installed:
+    if request_uri and not settings.drain and installed:
         try:
-            server = ComfyServer(settings).start()
+            server = ComfyServer(settings.comfyui()).start()
         except WorkerError as exc:  # e.g. MODELS_MOUNT unusable: the item's own boot fails again, into result.json
             log.warning("could not start ComfyUI early: %s", exc.message)
         else:
             # ComfyUI's boot is the critical path; this thread's work meanwhile (imports, the request,
             # input fetches) is not. Linux keeps priorities per thread: ComfyUI, spawned from the
             # supervisor thread, keeps its own, while this thread and those it starts yield to it
-            # (measured on 2 cores: without this the job's ComfyUI booted up to ~1 s slower than a bare one).
+            # (bench/bench_pipeline.py compares the job's boot with a bare one).
             os.nice(_YIELD_TO_COMFYUI)
     try:
-        from job.drain import run_task  # the storage and ComfyUI stack, loaded only for this command
+        from job.items.drain import run_task  # the storage and ComfyUI stack, loaded only for this command
 
-        return run_task(settings, server=server)  # its own item, then pending ones (DRAIN=true: only those)
+        # its own item, then pending ones (DRAIN=true: only those)
+        return run_task(settings, request_uri, outbox_uri, server=server)
     except ConfigurationError as exc:
         log.error("configuration: %s", exc.message)
         return 2

@@ -8,24 +8,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from job.boot import comfyui_runner
+from job.comfyui.outputs import OutputFile
 from job.comfyui.tracker import Progress as RunProgress
+from job.commands.console import console, print_error, read_image_args
+from job.engine.boot import comfyui_runner
+from job.engine.core import RunOptions, run_request
+from job.engine.inputs import gather_inputs
+from job.engine.request import parse_json, parse_request
+from job.engine.runner import RunResult
 from job.errors import InvalidInput, WorkerError
-from job.inputs import gather_inputs
-from job.request import parse_json, parse_request
-from job.response import apply_output_format
 from job.settings import Settings
+from job.storage import Storages
 from job.subprocesses import exit_on_sigterm
-
-console = Console(stderr=True)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("run", help="run one workflow locally and write its outputs to a folder")
-    parser.add_argument("workflow", type=Path, help="API-format workflow, or a request document (CONTRACT.md)")
+    parser.add_argument("workflow", type=Path, help="API-format workflow, or request document (docs/api.md section 2)")
     parser.add_argument("--image", action="append", default=[], metavar="NAME=PATH", help="an input file (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: ./out)")
     parser.add_argument("--timeout", type=float, help="deadline in seconds (default: the request's or RUN_TIMEOUT_S)")
@@ -34,43 +35,32 @@ def register(subparsers: Any) -> None:
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     exit_on_sigterm()
+    folder: Path = args.out
+    storages = Storages(settings.google_cloud_project)
+
+    def write_to_folder(files: list[OutputFile], result: RunResult) -> dict[str, str]:
+        paths = {item.relpath: str(folder / item.relpath) for item in files}
+        for item in files:
+            storages.write(paths[item.relpath], item.data, item.content_type)
+        return paths
+
     try:
         request = parse_request(parse_json(_read(args.workflow)))
-        inputs = gather_inputs(request)
-        inputs.update(readread_image_args(args.image))
+        inputs = {**gather_inputs(request), **read_image_args(args.image)}
         with comfyui_runner(settings) as runner, _ProgressBar() as bar:
-            result = runner.run(
-                request.workflow,
-                inputs=inputs,
-                timeout_s=args.timeout or request.timeout_s,
-                on_progress=bar.update,
-            )
-        files = apply_output_format(result.files, request.output)
+            options = RunOptions(timeout_s=args.timeout, on_progress=bar.update, inputs=inputs)
+            completed = run_request(request, runner, options, write_to_folder)
     except WorkerError as exc:
         print_error(exc)
         return 1
-    folder = args.out
-    for item in files:
-        path = folder / item.relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(item.data)
-        print(path)
+    for item in completed.files:
+        print(folder / item.relpath)
+    timings = completed.result.timings
     console.print(
-        f"[green]done[/green]: {len(files)} file(s) in {folder}/ "
-        f"(queue {result.timings.queue_s:.2f} s, execution {result.timings.execution_s:.2f} s, "
-        f"total {result.timings.total_s:.2f} s)"
+        f"[green]done[/green]: {len(completed.files)} file(s) in {folder}/ "
+        f"(queue {timings.queue_s:.2f} s, execution {timings.execution_s:.2f} s, total {timings.total_s:.2f} s)"
     )
     return 0
-
-
-def print_error(exc: WorkerError) -> None:
-    """An error as a person reads it: what went wrong, per node, and what to do."""
-    console.print(f"[red]error[/red] ({exc.error_type}): {exc.message}", markup=True, highlight=False)
-    for node_id, entry in (exc.node_errors or {}).items():
-        for item in entry.get("errors", []):
-            console.print(f"  node {node_id} ({entry.get('class_type')}): {item.get('message')}", highlight=False)
-    for line in exc.details.get("traceback", [])[-6:]:
-        console.print(f"  | {line}", highlight=False, markup=False)
 
 
 def _read(path: Path) -> bytes:
@@ -78,19 +68,6 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read workflow {path}: {exc.strerror}") from None
-
-
-def readread_image_args(values: list[str]) -> dict[str, bytes]:
-    images = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep:
-            path, name = value, Path(value).name
-        try:
-            images[name] = Path(path).read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"--image {value}: cannot read {path}: {exc.strerror}") from None
-    return images
 
 
 class _ProgressBar:

@@ -14,14 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from job.commands.run import print_error, readread_image_args
-from job.dev.state import StackInfo, StackNotRunning
-from job.errors import ConfigurationError, WorkerError
-from job.settings import Settings
-from job.submission import (
+from job.client.local_stack import StackInfo, StackNotRunning
+from job.client.submission import (
     OutboxWatch,
     Submitted,
     build_request,
@@ -30,11 +26,13 @@ from job.submission import (
     object_name,
     upload,
 )
+from job.commands.console import console, print_error, read_image_args
+from job.errors import ConfigurationError, WorkerError
+from job.settings import Settings
 
 if TYPE_CHECKING:
     import google.cloud.storage as storage
 
-console = Console(stderr=True)
 DEFAULT_TIMEOUT_S = 1800.0
 
 
@@ -56,7 +54,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("workflow", type=Path, help="API-format workflow, or a request document (CONTRACT.md)")
+    parser.add_argument("workflow", type=Path, help="API-format workflow, or request document (docs/api.md section 2)")
     parser.add_argument("--image", action="append", default=[], metavar="NAME=PATH", help="an input image (repeatable)")
     parser.add_argument(
         "--to",
@@ -78,7 +76,7 @@ def register(subparsers: Any) -> None:
 
 def submit_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        doc = build_request(args.workflow, readread_image_args(args.image))
+        doc = build_request(args.workflow, read_image_args(args.image))
         destination = _destination(args, settings)
         submitted = send(destination, doc, args.workflow)
     except WorkerError as exc:
@@ -172,11 +170,12 @@ def _split_bucket(uri: str, flag: str) -> tuple[str, str]:
 
 
 def _adc_client(settings: Settings) -> storage.Client:
-    import google.cloud.storage as storage
     from google.auth import exceptions as auth_exc
 
+    from job.storage.gcs import gcs_client
+
     try:
-        return storage.Client(project=settings.google_cloud_project)
+        return gcs_client(settings.google_cloud_project)
     except auth_exc.DefaultCredentialsError:
         raise ConfigurationError(
             "no Application Default Credentials for --to: run `gcloud auth application-default login` "

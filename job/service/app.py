@@ -5,6 +5,9 @@ GET  /healthz        200 once ComfyUI answers and the warm-up ran; 503 otherwise
 POST /predict        the contract's request -> response (sync), or 202 (async)
 GET  /models         what ComfyUI can load, by folder
 GET  /status/{id}    an async request's state and result
+
+Around the routes, outermost first: ShutdownGuard (SIGTERM: job/service/shutdown.py), DocsGuard (the
+token for the OpenAPI document and its pages), BodyLimit (MAX_BODY_BYTES).
 """
 
 from __future__ import annotations
@@ -23,21 +26,23 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
+from job.engine.request import WorkflowRequest, parse_json, parse_request
+from job.engine.runner import Runner
 from job.errors import WorkerError
 from job.logs import request_context
-from job.request import WorkflowRequest, parse_json, parse_request
-from job.runner import Runner
 from job.service.admission import CallerGone, QueueGate
-from job.service.auth import bearer_guard
-from job.service.caller import Caller
+from job.service.async_requests import ID_PATTERN, AsyncRequests
+from job.service.auth import DocsGuard, bearer_guard
 from job.service.catalog import list_models
-from job.service.deferred import ID_PATTERN, Deferred
+from job.service.disconnect import DisconnectWatch
 from job.service.handlers import install_error_handlers
 from job.service.health import Health
 from job.service.limits import BodyLimit
-from job.service.models import AsyncAccepted, AsyncStatus, ErrorResponse, ModelList, PredictResponse, ServiceInfo
-from job.service.models import Health as HealthModel
+from job.service.links import Links
 from job.service.predict import Predictor
+from job.service.schemas import AsyncAccepted, AsyncStatus, ErrorResponse, ModelList, PredictResponse, ServiceInfo
+from job.service.schemas import Health as HealthModel
+from job.service.shutdown import Shutdown, ShutdownGuard
 from job.settings import Settings
 from job.storage import Storages
 
@@ -45,7 +50,8 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """ComfyUI workflows over HTTP. Send an API-format workflow ("Export (API)") to `POST /predict`.
 
-Auth: with API_TOKEN set, send `Authorization: Bearer <token>`; without it, rely on Cloud Run IAM."""
+Auth: with API_TOKEN set, send `Authorization: Bearer <token>` (these pages take it as the cookie `api_token` too);
+without it, rely on Cloud Run IAM."""
 CLOSED_BY_CLIENT = 499  # nginx's code: nobody is there to read it
 _INLINE_PARSE_BYTES = 64 * 1024
 
@@ -73,13 +79,19 @@ _PREDICT_BODY = {
 }
 
 
-def create_app(settings: Settings, runner: Runner, *, storages: Storages | None = None) -> FastAPI:
-    """The service on a runner whose ComfyUI may still be booting; the warm-up starts with the app."""
+def create_app(
+    settings: Settings, runner: Runner, *, storages: Storages | None = None, shutdown: Shutdown | None = None
+) -> FastAPI:
+    """The service on a runner whose ComfyUI may still be booting; the warm-up starts with the app.
+
+    `shutdown` is what `worker-comfyui serve` hands SIGTERM to; without one the app makes its own."""
     storages = storages or Storages(settings.google_cloud_project)
-    gate = QueueGate(settings.max_queue_depth)
-    health = Health(runner.server, warmup=bool(settings.warmup_workflow))
-    predictor = Predictor(settings, runner, storages, gate)
-    deferred = Deferred(settings, storages)
+    shutdown = shutdown or Shutdown(settings.shutdown_grace_s)
+    gate = QueueGate(settings.max_queue_depth, shutdown)
+    health = Health(runner.server, warmup=bool(settings.warmup_workflow), shutdown=shutdown)
+    predictor = Predictor(settings, runner, storages, gate, shutdown)
+    async_requests = AsyncRequests(settings, storages)
+    links = Links(settings.public_url, trust_proxy_headers=settings.trust_proxy_headers)
     versions: dict[int, str] = {}
 
     @asynccontextmanager
@@ -94,6 +106,10 @@ def create_app(settings: Settings, runner: Runner, *, storages: Storages | None 
 
     app = FastAPI(title="worker-comfyui", version=_version(), description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.api_token and not settings.public_docs:
+        docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+        app.add_middleware(DocsGuard, token=settings.api_token, paths=[path for path in docs if path])
+    app.add_middleware(ShutdownGuard, shutdown=shutdown)  # added last: the outermost
     install_error_handlers(app)
     guarded = [Depends(bearer_guard(settings.api_token))] if settings.api_token else []
 
@@ -158,8 +174,8 @@ def create_app(settings: Settings, runner: Runner, *, storages: Storages | None 
             parsed = await asyncio.to_thread(lambda: parse_request(parse_json(raw)))
         with request_context(parsed.id or uuid.uuid4().hex):
             if parsed.async_ or "respond-async" in (prefer or "").lower():
-                request_id = await asyncio.to_thread(deferred.submit, parsed)
-                status_url = str(request.url_for("status", request_id=request_id))
+                request_id = await asyncio.to_thread(async_requests.submit, parsed)
+                status_url = links.status_url(request.headers, request_id)
                 log.info("async request %s written to the inbox", request_id)
                 return JSONResponse(
                     {"status": "queued", "id": request_id, "status_url": status_url},
@@ -167,7 +183,7 @@ def create_app(settings: Settings, runner: Runner, *, storages: Storages | None 
                     headers={"Location": status_url, "Preference-Applied": "respond-async"},
                 )
             try:
-                async with Caller(request) as caller:
+                async with DisconnectWatch(request) as caller:
                     rendered = await predictor.predict(parsed, caller)
             except CallerGone:
                 log.info("the caller went away; its prompt was cancelled")
@@ -192,7 +208,7 @@ def create_app(settings: Settings, runner: Runner, *, storages: Storages | None 
         summary="An async request's state and result",
     )
     async def status(request_id: str = Path(pattern=ID_PATTERN, max_length=128)) -> dict[str, Any]:
-        return await asyncio.to_thread(deferred.status, request_id)
+        return await asyncio.to_thread(async_requests.status, request_id)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,7 +1,9 @@
 """Every error the service answers, in the contract's shape: `{"status": "error", "error": {...}}`.
 
 Ours (WorkerError) carry their status; FastAPI's request validation, Starlette's 404/405 and any
-unexpected exception are rendered in the same shape, so a client parses one kind of error.
+unexpected exception are rendered in the same shape, so a client parses one kind of error. Bodies
+come from job/errors.py's one renderer (no traceback, no server path, values cut short); what they
+leave out is logged here, on a line that carries the body's `error.id`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from job.errors import ComfyUnavailable, InvalidRequest, QueueFull, Unauthorized, WorkerError
+from job.errors import (
+    MESSAGE_LIMIT,
+    ComfyUnavailable,
+    InvalidRequest,
+    QueueFull,
+    ShuttingDown,
+    Unauthorized,
+    WorkerError,
+    clip,
+    error_body,
+    new_error_id,
+)
 
 log = logging.getLogger(__name__)
 
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 406: "not_acceptable", 415: "unsupported_media_type"}
 _COMFY_RETRY_AFTER_S = "10"
+_SHUTDOWN_RETRY_AFTER_S = "1"  # another instance takes it: Cloud Run routes the retry elsewhere
 
 
 def error_response(exc: WorkerError) -> JSONResponse:
@@ -30,7 +44,28 @@ def error_response(exc: WorkerError) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(exc, ComfyUnavailable):
         headers["Retry-After"] = _COMFY_RETRY_AFTER_S
+    elif isinstance(exc, ShuttingDown):
+        headers["Retry-After"] = _SHUTDOWN_RETRY_AFTER_S
+        headers["Connection"] = "close"
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+
+
+def log_error(request: Request | None, exc: WorkerError) -> None:
+    """One line per answered error, under its id; the message cut short (it may echo a caller's megabytes)."""
+    level = logging.ERROR if exc.status_code >= 500 else logging.INFO
+    if isinstance(exc, ShuttingDown):
+        level = logging.WARNING  # an instance being stopped is routine, not a fault
+    where = f"{request.method} {request.url.path}: " if request is not None else ""
+    log.log(
+        level,
+        "%s%s %s [error %s]: %s",
+        where,
+        exc.status_code,
+        exc.error_type,
+        exc.id,
+        clip(exc.message, MESSAGE_LIMIT),
+        extra={"fields": {"status_code": exc.status_code, "error_type": exc.error_type, "error_id": exc.id}},
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -41,17 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _worker_error(request: Request, exc: WorkerError) -> JSONResponse:
-    level = logging.ERROR if exc.status_code >= 500 else logging.INFO
-    log.log(
-        level,
-        "%s %s: %s %s: %s",
-        request.method,
-        request.url.path,
-        exc.status_code,
-        exc.error_type,
-        exc.message,
-        extra={"fields": {"status_code": exc.status_code, "error_type": exc.error_type}},
-    )
+    log_error(request, exc)
     return error_response(exc)
 
 
@@ -66,17 +91,20 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     error_type = _HTTP_TYPES.get(exc.status_code, "http_error")
-    body = {
-        "status": "error",
-        "error": {"type": error_type, "message": f"{request.method} {request.url.path}: {exc.detail}"},
-    }
+    body = error_body(error_type, f"{request.method} {request.url.path}: {exc.detail}")
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("%s %s failed unexpectedly", request.method, request.url.path)
-    body = {
-        "status": "error",
-        "error": {"type": "internal_error", "message": "an unexpected error; see the service logs"},
-    }
+    error_id = new_error_id()
+    log.exception(
+        "%s %s failed unexpectedly [error %s]",
+        request.method,
+        request.url.path,
+        error_id,
+        extra={"fields": {"status_code": 500, "error_type": "internal_error", "error_id": error_id}},
+    )
+    body = error_body(
+        "internal_error", f"an unexpected error; the service logs have it as error {error_id}", id=error_id
+    )
     return JSONResponse(body, status_code=500)

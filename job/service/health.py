@@ -7,16 +7,20 @@ never sends work to an instance that cannot run it, or that would load its model
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from job.comfyui.process import ComfyServer
+
+if TYPE_CHECKING:
+    from job.service.shutdown import Shutdown
 
 
 class Health:
     """ComfyUI's state (from its supervisor) and the warm-up's: none, pending, running, done, failed."""
 
-    def __init__(self, server: ComfyServer, *, warmup: bool) -> None:
+    def __init__(self, server: ComfyServer, *, warmup: bool, shutdown: Shutdown | None = None) -> None:
         self.server = server
+        self.shutdown = shutdown
         self.warmup = "pending" if warmup else "none"
         self.warmup_error: str | None = None
         self.warmed_generation: int | None = None  # the ComfyUI boot the last successful warm-up ran on
@@ -27,12 +31,18 @@ class Health:
         return self.warmup == "none" or (self.warmup == "done" and self.warmed_generation == self.server.generation)
 
     @property
+    def stopping(self) -> bool:
+        return self.shutdown is not None and self.shutdown.draining.is_set()
+
+    @property
     def ready(self) -> bool:
-        return self.server.ready and self.warm
+        return self.server.ready and self.warm and not self.stopping
 
     def report(self) -> dict[str, Any]:
         detail = None
-        if self.warmup == "failed":
+        if self.stopping:
+            detail = "the instance is shutting down (SIGTERM)"
+        elif self.warmup == "failed":
             detail = f"the warm-up workflow (WARMUP_WORKFLOW) failed: {self.warmup_error}"
         elif not self.server.ready:
             detail = f"ComfyUI is {self.server.state.value}"

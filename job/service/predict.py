@@ -2,13 +2,16 @@
 
 Blocking work (fetching inputs, the run itself, image conversion, base64, uploads) happens in
 worker threads; the event loop only waits, so /healthz and the disconnect watch stay responsive.
+At shutdown that wait ends when the grace does (job/service/shutdown.py): the run is interrupted
+in its thread and the caller answered at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,18 +21,19 @@ from typing import Any
 import orjson
 
 from job.comfyui.outputs import OutputFile
-from job.errors import WorkerError
-from job.fetch import reference_fetcher
-from job.inputs import gather_inputs
-from job.request import WorkflowRequest, parse_json, parse_request
-from job.response import apply_output_format, success_body
-from job.runner import Runner, RunResult
+from job.engine.core import Completed, RunOptions, run_request
+from job.engine.fetch import reference_fetcher
+from job.engine.inputs import gather_inputs
+from job.engine.request import WorkflowRequest, parse_json, parse_request
+from job.engine.runner import Runner, RunResult
+from job.engine.webhook import Notifier
+from job.errors import RunTimeout, ShuttingDown, WorkerError
 from job.service.admission import CallerGone, QueueGate
-from job.service.caller import Caller
+from job.service.disconnect import DisconnectWatch
 from job.service.health import Health
+from job.service.shutdown import Shutdown
 from job.settings import Settings
 from job.storage import Storages
-from job.webhook import deliver, message_id
 
 log = logging.getLogger(__name__)
 
@@ -37,83 +41,129 @@ OUTBOX_PREFIX = "predict"
 _UPLOAD_WORKERS = 8
 _WEBHOOK_WORKERS = 4
 _WARM_CHECK_S = 0.5  # how soon a restarted ComfyUI gets its warm-up
-_INLINE_BYTES = 256 * 1024  # base64 of this much takes well under a millisecond
+_GATHER_GRACE_S = 0.75  # past the deadline, how long to wait for fetches that end at it by themselves
 
 
 class Predictor:
     """Runs requests through the gate on the shared runner."""
 
-    def __init__(self, settings: Settings, runner: Runner, storages: Storages, gate: QueueGate) -> None:
+    def __init__(
+        self, settings: Settings, runner: Runner, storages: Storages, gate: QueueGate, shutdown: Shutdown
+    ) -> None:
         self.settings = settings
+        self.shutdown = shutdown
         self.runner = runner
         self.storages = storages
         self.gate = gate
         self.fetch = reference_fetcher(settings, storages)
+        self.notifier = Notifier.configured(settings)
         # Webhooks of sync requests go out after the response, on threads the interpreter waits for
         # at exit: a shutdown still delivers them (each bounded by WEBHOOK_TIMEOUT_S).
         self._webhooks = ThreadPoolExecutor(max_workers=_WEBHOOK_WORKERS, thread_name_prefix="webhook")
 
-    async def predict(self, request: WorkflowRequest, caller: Caller) -> bytes:
+    async def predict(self, request: WorkflowRequest, caller: DisconnectWatch) -> bytes:
         """The contract's sync response body, rendered as JSON; WorkerError or CallerGone otherwise.
 
         A `webhook` in the request gets the same document, success or error, signed, after the response.
         """
         try:
-            result = await self.execute(request, caller)
+            completed, rendered = await self.execute(request, caller, render=True)
         except WorkerError as exc:
             self._notify(request, exc.to_body(), key=str(uuid.uuid4()))
             raise
-        if _light(request, result):
-            body, rendered = self._respond(request, result)
-        else:  # base64 and JSON of megabytes: off the event loop
-            body, rendered = await asyncio.to_thread(self._respond, request, result)
+        body = completed.body
         log.info(
             "predict done: prompt %s, %d image(s), %d other file(s), %d bytes",
-            result.prompt_id,
+            completed.result.prompt_id,
             len(body["images"]),
             len(body["files"]),
             len(rendered),
-            extra={"fields": {"prompt_id": result.prompt_id, "timings": body["timings"]}},
+            extra={"fields": {"prompt_id": completed.result.prompt_id, "timings": body["timings"]}},
         )
-        self._notify(request, body, key=result.prompt_id)
+        self._notify(request, body, key=completed.result.prompt_id)
         return rendered
 
     def _notify(self, request: WorkflowRequest, document: dict[str, Any], *, key: str) -> None:
         """Send `document` to the request's webhook in the background; the outcome is logged."""
         if request.webhook:
-            self._webhooks.submit(
-                deliver,
-                request.webhook,
-                document,
-                secret=self.settings.webhook_secret,
-                msg_id=message_id(f"predict:{key}"),
-                attempts=self.settings.webhook_attempts,
-                timeout_s=self.settings.webhook_timeout_s,
-            )
+            self._webhooks.submit(self.notifier.send, request.webhook, document, key=f"predict:{key}")
 
-    async def execute(self, request: WorkflowRequest, caller: Caller) -> RunResult:
-        """Admission, inputs, the slot, the run: the RunResult of a finished prompt."""
+    async def execute(
+        self, request: WorkflowRequest, caller: DisconnectWatch, *, render: bool = False
+    ) -> tuple[Completed, bytes]:
+        """Admission, inputs, the slot, then the request core in one worker thread: the finished request,
+        and with `render` its body as JSON bytes (orjson: ten times json.dumps on megabytes of base64)."""
         timeout_s = request.timeout_s or self.settings.run_timeout_s
         deadline = time.monotonic() + timeout_s
         async with self.gate.admit():
             if request.images or request.inputs:
-                inputs = await asyncio.to_thread(gather_inputs, request, self.fetch)
+                fetching = self._gather(request, deadline, caller)
+                inputs = await self.shutdown.unless_cut(fetching, caller.cancel.set)
             else:
                 inputs = {}
             async with self.gate.slot(deadline, caller.gone):
-                run = functools.partial(
-                    self.runner.run,
-                    request.workflow,
-                    inputs=inputs,
-                    timeout_s=max(deadline - time.monotonic(), 0.001),
-                    cancel=caller.cancel,
+                options = RunOptions(
+                    timeout_s=max(deadline - time.monotonic(), 0.001), cancel=caller.cancel, inputs=inputs
                 )
+                publish = self._upload if request.output.return_ == "uri" else None
+
+                def execute_and_render() -> tuple[Completed, bytes]:
+                    completed = run_request(request, self.runner, options, publish)
+                    rendered = orjson.dumps(completed.body, option=orjson.OPT_NON_STR_KEYS) if render else b""
+                    return completed, rendered
+
                 try:
-                    return await asyncio.to_thread(run)
+                    # At the cut, `cancel` makes the run's thread interrupt ComfyUI and end by itself.
+                    return await self.shutdown.unless_cut(asyncio.to_thread(execute_and_render), caller.cancel.set)
+                except ShuttingDown:
+                    raise
                 except WorkerError:
                     if caller.cancel.is_set():
                         raise CallerGone from None
                     raise
+
+    async def _gather(self, request: WorkflowRequest, deadline: float, caller: DisconnectWatch) -> dict[str, bytes]:
+        """gather_inputs on a daemon thread (no shutdown waits for it), every fetch ending by the request's
+        deadline. The wait ends then too, or at once when the caller leaves: either way the request's
+        queue place is freed, whatever an input server does."""
+        loop = asyncio.get_running_loop()
+        gathered: asyncio.Future[dict[str, bytes]] = loop.create_future()
+
+        def settle(result: dict[str, bytes] | None, error: BaseException | None) -> None:
+            if gathered.done():
+                return
+            if error is not None:
+                gathered.set_exception(error)
+            else:
+                gathered.set_result(result or {})
+
+        def gather() -> None:
+            result: dict[str, bytes] | None = None
+            error: BaseException | None = None
+            try:
+                result = gather_inputs(request, self.fetch, deadline=deadline, cancel=caller.cancel)
+            except BaseException as exc:  # raised on the event loop, in the request's own task
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=gather, name="inputs", daemon=True).start()
+        gone = asyncio.ensure_future(caller.gone.wait())
+        try:
+            limit = max(deadline - time.monotonic(), 0) + _GATHER_GRACE_S
+            waited: set[asyncio.Future[Any]] = {gathered, gone}
+            await asyncio.wait(waited, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if gathered.done():
+            return gathered.result()
+        gathered.add_done_callback(lambda future: future.exception())  # retrieved: never logged as lost
+        if caller.gone.is_set():
+            raise CallerGone
+        raise RunTimeout(
+            f"input(s) {sorted(request.inputs)} did not arrive before the request's deadline (timeout_s); "
+            "raise timeout_s, or serve them faster"
+        )
 
     async def keep_warm(self, uri: str, health: Health) -> None:
         """Run WARMUP_WORKFLOW on every boot of ComfyUI, the first and each restart, so the first real
@@ -136,7 +186,7 @@ class Predictor:
             health.warmup = "running"
             raw = await asyncio.to_thread(self.storages.read, uri)
             request = parse_request(parse_json(raw))
-            result = await self.execute(request, Caller(None))
+            completed, _ = await self.execute(request, DisconnectWatch(None))
         except WorkerError as exc:
             health.warmup, health.warmup_error = "failed", exc.message
             log.error("warm-up workflow %s failed: %s", uri, exc.message)
@@ -146,39 +196,21 @@ class Predictor:
             "warm-up workflow %s done (ComfyUI boot %d)",
             uri,
             generation,
-            extra={"fields": {"timings": result.timings.as_dict()}},
+            extra={"fields": {"timings": completed.result.timings.as_dict()}},
         )
 
-    def _respond(self, request: WorkflowRequest, result: RunResult) -> tuple[dict[str, Any], bytes]:
-        files = apply_output_format(result.files, request.output)
-        uris = self._upload(result.prompt_id, files) if request.output.return_ == "uri" else None
-        body = success_body(result, files, uris=uris)
-        if request.id is not None:
-            body["id"] = request.id
-        # orjson: the same bytes as json.dumps, ten times faster on megabytes of base64.
-        return body, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-
-    def _upload(self, prompt_id: str, files: list[OutputFile]) -> dict[str, str]:
+    def _upload(self, files: list[OutputFile], result: RunResult) -> dict[str, str]:
         """Every file to gs://OUTBOX/predict/<prompt_id>/, in parallel; relpath -> gs:// URI."""
-        base = f"gs://{self.settings.outbox_bucket}/{OUTBOX_PREFIX}/{prompt_id}/"
+        base = f"gs://{self.settings.outbox_bucket}/{OUTBOX_PREFIX}/{result.prompt_id}/"
         uris = {item.relpath: base + _safe_relpath(item.relpath) for item in files}
 
-        def one(item: OutputFile) -> None:
+        def upload_one(item: OutputFile) -> None:
             self.storages.write(uris[item.relpath], item.data, item.content_type)
 
         if files:
             with ThreadPoolExecutor(max_workers=min(_UPLOAD_WORKERS, len(files))) as pool:
-                list(pool.map(one, files))
+                list(pool.map(upload_one, files))
         return uris
-
-
-def _light(request: WorkflowRequest, result: RunResult) -> bool:
-    """Little enough work to do on the event loop: a thread hop would cost more than it saves."""
-    return (
-        request.output.format == "png"
-        and request.output.return_ == "base64"
-        and sum(item.size for item in result.files) <= _INLINE_BYTES
-    )
 
 
 def _safe_relpath(relpath: str) -> str:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from job.dev.gcs_emulator import GcsEmulator
-from tests.job.conftest import JOB_VARS, finish_job, start_job
+from job.devstack.gcs_emulator import GcsEmulator
+from tests.items.conftest import JOB_VARS, finish_job, start_job
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "local-project"

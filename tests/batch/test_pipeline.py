@@ -8,7 +8,7 @@ import time
 
 from job.batch.pipeline import run_in_turn
 from job.batch.plan import Item
-from job.work_item import Disposition, ItemOutcome
+from job.items.work_item import Disposition, ItemOutcome
 
 ITEMS = [Item(index=index, id=f"{index:04d}", overrides={}) for index in range(8)]
 

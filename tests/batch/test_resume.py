@@ -14,7 +14,7 @@ from job.cli import build_parser
 from job.commands.batch import batch_status_command
 from job.settings import load_settings
 from tests.batch.conftest import BOOT_LINE, log_messages, noise_workflow, task_env
-from tests.job.conftest import own_comfyui_env, start_job
+from tests.items.conftest import own_comfyui_env, start_job
 from tests.support.waiting import wait_for
 
 

@@ -12,6 +12,7 @@ COLORS = [0x202020, 0x808080, 0xE0E0E0]
 
 
 @pytest.mark.comfyui
+@pytest.mark.slow
 def test_three_tasks_share_a_36_item_grid_and_run_each_item_once(gcs, batch_bucket, attached, run_tasks):
     spec = {
         "id": "shared-grid",

@@ -13,7 +13,7 @@ from job.errors import InvalidJSON, InvalidRequest, UIFormatWorkflow
 from job.settings import Settings
 from job.storage import Storages
 from tests.batch.conftest import BOOT_LINE, log_messages, noise_workflow, task_env
-from tests.job.conftest import own_comfyui_env
+from tests.items.conftest import own_comfyui_env
 
 SETTINGS = Settings(outbox_uri=None, cloud_run_execution=None)  # whatever this shell has set
 UI_FORMAT = json.loads((Path(__file__).resolve().parents[1] / "data" / "ui_format_workflow.json").read_text())

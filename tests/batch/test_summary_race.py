@@ -11,7 +11,7 @@ import pytest
 from job.batch.folder import SUMMARY, TASKS
 from job.batch.summary import finish_batch
 from job.batch.task import ensure_manifest, prepare_batch
-from job.outbox import RESULT, utc_now
+from job.items.outbox import RESULT, utc_now
 from job.settings import Settings
 from job.storage import Storages
 from tests.batch.conftest import noise_workflow

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from job.dev.run_api import DEFAULT_JOB, RunApiStandin
+from job.devstack.run_api import DEFAULT_JOB, RunApiStandin
 from tests.batch.conftest import noise_workflow, task_env
 from tests.support.gcs_events import finalized_event
 from tests.trigger.conftest import Function, read_claim, set_trigger_env

@@ -8,12 +8,13 @@ A checker that is missing skips its test with the command that installs it, exce
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hcl2
 import pytest
@@ -26,7 +27,19 @@ MODEL_TYPES = ("base", "flux1-schnell", "flux1-dev", "flux1-dev-fp8", "sdxl", "s
 _HCL = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 
 
-def find_tool(name: str, *candidates: Path) -> str:
+MAKE_TOOLS = "run `make tools` (scripts/install_tools.sh) to install it"
+PROVIDER_GOOGLE = REPO / ".tools" / "provider-google"  # @cdktf/provider-google's .d.ts (install_tools.sh)
+
+
+def missing_tool(name: str, how: str = MAKE_TOOLS) -> NoReturn:
+    """Skip the test that needs `name`, or fail it in CI (CI=true), where every static check must run."""
+    message = f"{name} is not installed: {how}"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{message}; CI must run every static check")
+    pytest.skip(message)
+
+
+def find_tool(name: str, *candidates: Path, how: str = MAKE_TOOLS) -> str:
     """The path of a checker: one of `candidates`, else on PATH; skipped locally, failed in CI."""
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -34,10 +47,18 @@ def find_tool(name: str, *candidates: Path) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed: run `make tools` (scripts/install_tools.sh) to install it"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{message}; CI must run every static check")
-    pytest.skip(message)
+    missing_tool(name, how)
+
+
+def find_package(name: str, root: Path, version: str) -> Path:
+    """An npm package install_tools.sh unpacked at `root`, at `version`; missing or stale as find_tool."""
+    manifest = root / "package.json"
+    if not manifest.is_file():
+        missing_tool(name)
+    installed = json.loads(manifest.read_text()).get("version")
+    if installed != version:
+        missing_tool(f"{name} {version}", f"{root} holds {installed}; {MAKE_TOOLS}")
+    return root
 
 
 def venv_tool(name: str) -> Path:

@@ -1,8 +1,9 @@
 """The Dockerfile, checked without a Docker engine: hadolint, plus what the image promises.
 
 Each promise is read off the Dockerfile's stages: the models per MODEL_TYPE, versions from
-pins.toml, the token confined to the downloader stage, a non-root user behind tini, and a
-CUDA 12 build that Cloud Run's L4 driver (535, CUDA 12.2) can run.
+pins.toml, Python packages from the hashed lock, the token confined to the downloader stage, a
+non-root user behind tini, and a CUDA 12 build that Cloud Run's L4 driver (535, CUDA 12.2) can run.
+The lock's own contents are checked in test_lock.py, the torch set in test_torch_matrix.py.
 """
 
 from __future__ import annotations
@@ -148,23 +149,83 @@ def test_comfyui_comfy_cli_and_torch_versions_come_from_pins_toml(stages: dict[s
     pins = tomllib.loads((REPO / "job" / "comfyui" / "pins.toml").read_text())
     comfyui = stages["comfyui"].text()
     assert "COPY job/comfyui/pins.toml /opt/worker/pins.toml" in comfyui
-    for key in ("comfyui", "comfy-cli", "torch", "torchvision"):
+    for key in ("comfyui", "comfy-cli", "torch", "torchvision", "torchaudio"):
         assert f"$(pin {key})" in comfyui or f'comfyui_version="$(pin {key})"' in comfyui, key
     text = DOCKERFILE.read_text()
-    for key in ("comfyui", "comfy-cli", "torch", "torchvision"):
+    for key in ("comfyui", "comfy-cli", "torch", "torchvision", "torchaudio"):
         assert pins[key] not in text, f"{key} {pins[key]} is written into the Dockerfile; read it from pins.toml"
-    install = re.search(r"comfy --skip-prompt --workspace \"\$\{COMFYUI_DIR\}\" install (.*?) &&", comfyui)
-    assert install, "ComfyUI is not installed with comfy-cli"
-    flags = install[1].split()
+    flags = comfy_install_flags(comfyui)
     assert {"--nvidia", "--skip-torch-or-directml", "--skip-manager"} <= set(flags)
     assert flags[flags.index("--version") + 1] == '"${comfyui_version}"'
 
 
+def comfy_install_flags(stage_text: str) -> list[str]:
+    """The options of the `comfy ... install` command that puts ComfyUI into the image."""
+    install = re.search(r"comfy --skip-prompt --workspace \"\$\{COMFYUI_DIR\}\" install (.*?) &&", stage_text)
+    assert install, "ComfyUI is not installed with comfy-cli"
+    return install[1].split()
+
+
+def run_commands(stage: Stage) -> list[str]:
+    """The stage's shell commands in order: each RUN split at its `&&`s."""
+    return [command.strip() for kw, rest in stage.instructions if kw == "RUN" for command in rest.split(" && ")]
+
+
+def test_python_packages_come_from_the_hashed_lock_before_comfyui(stages: dict[str, Stage]):
+    """Everything but torch is installed from docker/requirements.lock, hash-checked and --no-deps, so
+    the image ships exactly the locked versions; comfy-cli must then install none of its own."""
+    comfyui = stages["comfyui"]
+    assert "COPY docker/requirements.lock docker/comfyui-requirements.txt /opt/worker/" in comfyui.text()
+    commands = run_commands(comfyui)
+    lock_install = [n for n, c in enumerate(commands) if "-r /opt/worker/requirements.lock" in c]
+    assert len(lock_install) == 1, "the lock is not installed exactly once"
+    flags = commands[lock_install[0]].split()
+    assert flags[:2] == ["pip", "install"] and {"--require-hashes", "--no-deps"} <= set(flags), flags
+    comfy = [n for n, c in enumerate(commands) if c.startswith("comfy --skip-prompt")]
+    assert comfy and lock_install[0] < comfy[0], "the lock must be installed before ComfyUI"
+    assert "--skip-requirement" in comfy_install_flags(comfyui.text()), "comfy-cli would pip-install unlocked packages"
+    # The lock was made from docker/comfyui-requirements.txt: the build proves the cloned ComfyUI's file is that one.
+    text = comfyui.text()
+    locked = re.search(r"grep -Ev '\S+' /opt/worker/comfyui-requirements\.txt > (\S+)", text)
+    cloned = re.search(r"grep -Ev '\S+' \"\$\{COMFYUI_DIR\}/requirements\.txt\" > (\S+)", text)
+    assert locked and cloned, "the requirements files are not read for the comparison"
+    assert f"if ! diff -u {locked[1]} {cloned[1]}; then" in text, "the cloned requirements.txt is not compared"
+    assert "pip check" in commands, "the build does not check that every installed requirement is met"
+
+
 def test_torch_is_a_cuda_12_build_that_the_l4_driver_runs(stages: dict[str, Stage]):
-    assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-runtime-ubuntu2[24]\.04", stages["base"].base)
-    index = re.search(r"ARG TORCH_INDEX_URL=(\S+)", stages["comfyui"].text())
-    assert index and re.fullmatch(r"https://download\.pytorch\.org/whl/cu12\d", index[1])
-    assert 'cuda.startswith("12.")' in stages["comfyui"].text(), "the build must refuse a non-CUDA-12 torch"
+    comfyui = stages["comfyui"].text()
+    index = re.search(r"ARG TORCH_INDEX_URL=(\S+)", comfyui)
+    assert index and re.fullmatch(r"https://download\.pytorch\.org/whl/cu12\d", index[1]), "not a CUDA 12 index"
+    commands = run_commands(stages["comfyui"])
+    installed_at = {}
+    for key in ("torch", "torchvision", "torchaudio"):
+        install = [n for n, c in enumerate(commands) if c.startswith("pip install") and f'"{key}==$(pin {key})"' in c]
+        assert len(install) == 1, f"{key} is not installed exactly once"
+        installed_at[key] = install[0]
+        command = commands[install[0]]
+        assert '--index-url "${TORCH_INDEX_URL}"' in command, f"{key} does not come from the CUDA index"
+        if key != "torch":
+            # A dependency resolution could replace torch with PyPI's CUDA 13 build.
+            assert "--no-deps" in command.split(), f"{key} is installed with its dependencies"
+    checks = [n for n, c in enumerate(commands) if 'cuda.startswith("12.")' in c]
+    assert checks, "the build must refuse a non-CUDA-12 torch"
+    assert checks[0] > installed_at["torch"], "the CUDA check runs before torch is installed"
+    # torchvision and torchaudio refuse, on import, a CUDA major other than torch's: import them.
+    imports = [n for n, c in enumerate(commands) if c == "python -c 'import torch, torchvision, torchaudio'"]
+    assert imports and imports[0] > max(installed_at.values()), "torch, torchvision and torchaudio are not imported"
+
+
+def test_base_image_lets_the_nvidia_runtime_inject_the_l4_driver(stages: dict[str, Stage]):
+    """No CUDA base image: the NVIDIA container runtime injects the driver only when asked to."""
+    base = stages["base"]
+    if base.base.startswith("nvidia/cuda:"):
+        assert re.match(r"nvidia/cuda:12\.", base.base), f"{base.base} is not a CUDA 12 image"
+    env = " ".join(rest for kw, rest in base.instructions if kw == "ENV").split()
+    assert "NVIDIA_VISIBLE_DEVICES=all" in env
+    capabilities = next((e.split("=", 1)[1] for e in env if e.startswith("NVIDIA_DRIVER_CAPABILITIES=")), "")
+    assert {"compute", "utility"} <= set(capabilities.split(",")), capabilities
+    assert not any(e.startswith("NVIDIA_REQUIRE_CUDA=") for e in env), "a CUDA requirement the L4 driver may refuse"
 
 
 def test_every_base_image_has_a_pinned_tag(stages: dict[str, Stage]):
@@ -194,7 +255,9 @@ def test_runtime_runs_serve_as_a_non_root_user_behind_tini(stages: dict[str, Sta
     assert runtime.last("ENTRYPOINT") == '["/usr/bin/tini", "--"]'
     assert runtime.last("CMD") == '["worker-comfyui", "serve"]'
     assert "tini" in stages["base"].text(), "tini is not installed"
-    assert "pip install ." in runtime.text(), "the project is not installed from the repository"
+    # The project's dependencies are in the lock: --no-deps, and pip check proves them met.
+    assert "pip install --no-deps ." in run_commands(runtime), "the project is not installed from the repository"
+    assert "pip check" in run_commands(runtime), "the runtime stage does not check the requirements"
 
 
 def test_runtime_sets_where_comfyui_lives(stages: dict[str, Stage]):

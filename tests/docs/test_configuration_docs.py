@@ -22,7 +22,7 @@ def read_by_code() -> dict[str, str]:
     names = {name.upper(): "job/settings.py" for name in Settings.model_fields}
     for folder in ("job", "trigger"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            if "/dev/" in path.as_posix():  # local stand-ins set variables for children; they read none
+            if "/devstack/" in path.as_posix():  # local stand-ins set variables for children; they read none
                 continue
             for name in _LITERAL_READ.findall(path.read_text()):
                 names.setdefault(name, str(path.relative_to(ROOT)))

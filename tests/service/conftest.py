@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from job.dev.gcs_emulator import GcsEmulator
-from job.runner import Runner
+from job.devstack.gcs_emulator import GcsEmulator
+from job.engine.runner import Runner
 from job.service.app import create_app
 from job.settings import Settings
 from job.storage import Storages
@@ -38,9 +38,7 @@ MakeService = Callable[..., AbstractContextManager[Service]]
 def emulator_storages(gcs: GcsEmulator) -> Storages:
     """Storages whose GCS client talks to the emulator (the client google-cloud-storage would build
     from STORAGE_EMULATOR_HOST, without touching this process's environment)."""
-    storages = Storages(gcs.project)
-    storages.gcs.__dict__["client"] = gcs.client()  # fills the cached_property
-    return storages
+    return Storages(gcs.project, client=gcs.client())
 
 
 @pytest.fixture(scope="session")

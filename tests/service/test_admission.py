@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
-from job.runner import Runner
+from job.engine.runner import Runner
 from tests.service.conftest import MakeService, Service
 from tests.support.comfy import empty_image_workflow, slow_workflow
 from tests.support.waiting import wait_for
@@ -25,6 +25,7 @@ def running_prompts(runner: Runner) -> frozenset[str]:
     return runner.client.queue().running
 
 
+@pytest.mark.slow
 def test_requests_past_the_queue_depth_get_429_with_retry_after(make_service: MakeService, runner: Runner) -> None:
     with make_service(max_queue_depth=2) as service, ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit(service.predict, {"workflow": slow_workflow(prefix="svc-429"), "timeout_s": 4})
@@ -45,6 +46,7 @@ def test_requests_past_the_queue_depth_get_429_with_retry_after(make_service: Ma
         assert queued(service) == 0
 
 
+@pytest.mark.slow
 def test_timeout_gives_504_and_the_next_request_still_succeeds(service: Service, runner: Runner) -> None:
     started = time.monotonic()
     response = service.predict({"workflow": slow_workflow(prefix="svc-504"), "timeout_s": 1.5})
@@ -58,6 +60,7 @@ def test_timeout_gives_504_and_the_next_request_still_succeeds(service: Service,
     assert after.status_code == 200, after.text
 
 
+@pytest.mark.slow
 def test_waiting_past_the_deadline_gives_504_without_hanging(make_service: MakeService, runner: Runner) -> None:
     with make_service(max_queue_depth=3) as service, ThreadPoolExecutor(max_workers=1) as pool:
         slow = pool.submit(service.predict, {"workflow": slow_workflow(prefix="svc-wait"), "timeout_s": 5})
@@ -72,6 +75,7 @@ def test_waiting_past_the_deadline_gives_504_without_hanging(make_service: MakeS
         slow.result()
 
 
+@pytest.mark.slow
 def test_client_disconnect_cancels_its_prompt(service: Service, runner: Runner) -> None:
     def send() -> httpx.Response:
         with httpx.Client(base_url=service.url, timeout=httpx.Timeout(30.0, read=2.0)) as impatient:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from job.dev.gcs_emulator import GcsEmulator
+from job.devstack.gcs_emulator import GcsEmulator
 from tests.service.conftest import MakeService, Service
 from tests.support.comfy import empty_image_workflow
 
@@ -24,7 +24,7 @@ REQUEST = {
 
 
 def write_outbox(gcs: GcsEmulator, request_id: str, name: str, doc: dict[str, Any], prefix: str = "") -> None:
-    """What the job writes (job/outbox.py): status.json while running, result.json last."""
+    """What the job writes (job/items/outbox.py): status.json while running, result.json last."""
     blob = gcs.client().bucket("outbox").blob(f"{prefix}async/{request_id}/{name}")
     blob.upload_from_string(json.dumps(doc), content_type="application/json")
 
@@ -36,7 +36,8 @@ def test_async_request_is_written_to_the_inbox_and_tracked_to_its_result(service
     body = accepted.json()
     request_id = body["id"]
     assert body["status"] == "queued"
-    assert body["status_url"] == f"{service.url}/status/{request_id}"
+    # Without PUBLIC_URL (or a trusted proxy's X-Forwarded-Host) the link is relative: never from Host.
+    assert body["status_url"] == f"/status/{request_id}"
     assert accepted.headers["location"] == body["status_url"]
 
     # The document in the inbox is the request, ready for the job (minus the async flag).

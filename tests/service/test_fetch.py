@@ -1,4 +1,5 @@
-"""Inputs by reference (job/fetch.py): public hosts only, every redirect re-checked, bounded.
+"""Inputs by reference (job/engine/fetch.py, on job/engine/outbound.py's policy): public hosts only,
+every redirect re-checked, bounded.
 
 Hosts on the public internet cannot exist here, so those tests give `fetch_reference` a resolver
 stand-in (DNS) and an httpx MockTransport stand-in (the network); loopback tests use a real server.
@@ -12,9 +13,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from job.dev.gcs_emulator import GcsEmulator
+from job.devstack.gcs_emulator import GcsEmulator
+from job.engine.fetch import IPAddress, fetch_reference
+from job.engine.outbound import OutboundPolicy
 from job.errors import InputNotFound, InvalidInput
-from job.fetch import IPAddress, fetch_reference
 from job.storage import Storages
 from tests.support.files_server import FilesServer, Redirect, Slow, Unsized
 
@@ -36,9 +38,20 @@ def no_network_standin() -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-def fetch(uri: str, storages: Storages | None = None, **kwargs: object) -> bytes:
-    options: dict[str, object] = {"max_bytes": 1024 * 1024, "timeout_s": 10.0, **kwargs}
-    return fetch_reference(uri, storages=storages or Storages(), **options)  # type: ignore[arg-type]
+def fetch(
+    uri: str,
+    storages: Storages | None = None,
+    *,
+    allow_private: bool = False,
+    resolve: Callable[[str, int], list[IPAddress]] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    max_bytes: int = 1024 * 1024,
+    timeout_s: float = 10.0,
+) -> bytes:
+    policy = OutboundPolicy(allow_private=allow_private, resolve=resolve, transport=transport)
+    return fetch_reference(
+        uri, storages=storages or Storages(), max_bytes=max_bytes, timeout_s=timeout_s, policy=policy
+    )
 
 
 @pytest.mark.parametrize(

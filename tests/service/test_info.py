@@ -12,7 +12,7 @@ import pytest
 
 from job.logs import JsonFormatter
 from tests.service.conftest import Service, b64
-from tests.support.comfy import invert_workflow, png_bytes
+from tests.support.comfy import expected_comfyui_version, invert_workflow, png_bytes
 
 pytestmark = pytest.mark.comfyui
 
@@ -22,7 +22,7 @@ def test_root_describes_the_service(service: Service) -> None:
     assert info == {
         "service": "worker-comfyui",
         "version": info["version"],
-        "comfyui_version": "0.3.75",
+        "comfyui_version": expected_comfyui_version(service.settings),
         "model_type": "base",
         "ready": True,
         "comfyui": "ready",

@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from job.dev.gcs_emulator import GcsEmulator
+from job.devstack.gcs_emulator import GcsEmulator
 from tests.service.conftest import MakeService, Service
 from tests.support.comfy import empty_image_workflow, invert_workflow, png_bytes
 from tests.support.files_server import FilesServer, Redirect
@@ -40,7 +40,10 @@ def test_missing_gs_input_is_a_404_in_the_contract_shape(service: Service) -> No
     )
 
     assert response.status_code == 404
-    assert response.json() == {
+    body = response.json()
+    error_id = body["error"].pop("id")  # every error carries its id (the log lines about it carry it too)
+    assert len(error_id) == 12 and int(error_id, 16) >= 0
+    assert body == {
         "status": "error",
         "error": {"type": "not_found", "message": "gs://inputs/svc/nothing.png does not exist"},
     }

@@ -95,11 +95,11 @@ def test_token_is_required_when_set(guarded: Service) -> None:
     assert right.status_code == 200, right.text
 
 
-def test_probe_and_docs_need_no_token(guarded: Service) -> None:
+def test_the_probe_needs_no_token_but_the_docs_do(guarded: Service) -> None:
     assert guarded.http.get("/healthz").status_code == 200
     assert guarded.http.get("/").status_code == 401
-    assert guarded.http.get("/openapi.json").status_code == 200
-    assert guarded.http.get("/docs").status_code == 200
+    assert guarded.http.get("/openapi.json").status_code == 401  # PUBLIC_DOCS=true would open them
+    assert guarded.http.get("/docs").status_code == 401
 
 
 def test_body_over_the_declared_limit_is_413(make_service: MakeService) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from job.dev.gcs_emulator import free_port
+from job.devstack.gcs_emulator import free_port
 from job.settings import Settings
 from tests.support.comfy import empty_image_workflow
+from tests.support.serve import serve_process_env
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
@@ -38,15 +38,7 @@ def alive(pid: int) -> bool:
 
 def test_serve_answers_and_sigterm_stops_comfyui_too(tmp_path: Path, comfy_settings_session: Settings) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "COMFYUI_DIR": str(comfy_settings_session.comfyui_dir),
-        "COMFYUI_PORT": str(free_port()),
-        "COMFYUI_ARGS": f"--base-directory {tmp_path} --disable-all-custom-nodes",
-        "COMFY_LOG_LEVEL": "INFO",
-        "LOG_FORMAT": "json",
-    }
+    env = serve_process_env(port, comfy_settings_session.comfyui_dir, tmp_path)
     command = [sys.executable, "-m", "job", "serve", "--host", "127.0.0.1"]
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log_file:

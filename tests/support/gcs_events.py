@@ -63,3 +63,8 @@ def post_event(client: Any, event: CloudEvent, mode: Mode = "structured") -> Any
     """POST the event to a functions-framework test client, as Eventarc's push would."""
     headers, body = (to_binary if mode == "binary" else to_structured)(event)
     return client.post("/", headers=headers, data=body)
+
+
+def post_body(client: Any, body: bytes, content_type: str = "application/cloudevents+json") -> Any:
+    """POST raw bytes, as a broken or hostile sender would: no CloudEvent encoder in between."""
+    return client.post("/", headers={"Content-Type": content_type}, data=body)

@@ -4,7 +4,7 @@
     served over HTTP from trigger/main.py ──jobs.run, executions.list (REST)──> Admin API stand-in
     ──> one `worker-comfyui job` subprocess per execution, each booting its own CPU ComfyUI
 
-For tests/drain and bench/bench_drain.py, which count ComfyUI boots: the stand-in relays each
+For tests/items/drain and bench/bench_drain.py, which count ComfyUI boots: the stand-in relays each
 task's output to its logger, and `TaskLog` keeps it ("starting ComfyUI (boot" lines are boots).
 """
 
@@ -24,15 +24,15 @@ from typing import Any
 import functions_framework
 from werkzeug.serving import make_server
 
-from job.dev.gcs_emulator import GcsEmulator, free_port
-from job.dev.notifier import InboxNotifier
-from job.dev.run_api import DEFAULT_JOB, Execution, RunApiStandin
+from job.devstack.gcs_emulator import GcsEmulator, free_port
+from job.devstack.notifier import InboxNotifier
+from job.devstack.run_api import DEFAULT_JOB, Execution, RunApiStandin
 from tests.support.comfy import comfy_settings, empty_image_workflow
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "local-project"
 BOOT_LINE = "starting ComfyUI (boot"
-TASK_ARGV = (sys.executable, "-m", "job.dev.task")  # a free COMFYUI_PORT per task, then `worker-comfyui job`
+TASK_ARGV = (sys.executable, "-m", "job.devstack.task")  # a free COMFYUI_PORT per task, then `worker-comfyui job`
 # The job's variables that a task must not inherit from the shell running the tests.
 _JOB_VARS = (
     "REQUEST_URI", "OUTBOX_URI", "BATCH_URI", "DRAIN", "CLOUD_RUN_EXECUTION", "CLOUD_RUN_TASK_INDEX",
@@ -45,7 +45,7 @@ _FUNCTION_VARS = (
 
 
 def comfy_env(base_dir: Path, *, api_nodes: bool = False) -> dict[str, str]:
-    """COMFYUI_* for tasks that boot their own ComfyUI (job.dev.task picks each one a port).
+    """COMFYUI_* for tasks that boot their own ComfyUI (job.devstack.task picks each one a port).
 
     Without `api_nodes` ComfyUI skips its API nodes, a quarter of a CPU boot (~12 s instead of ~16 s).
     """
@@ -118,7 +118,7 @@ class InboxPipeline:
 
     def start(self) -> InboxPipeline:
         self.gcs.create_bucket(self.inbox.name)
-        relay = logging.getLogger("job.dev.run_api")
+        relay = logging.getLogger("job.devstack.run_api")
         relay.addHandler(self.task_log)
         relay.setLevel(logging.INFO)
         self.run_api.start()
@@ -142,7 +142,7 @@ class InboxPipeline:
         if self._server is not None:
             self._server.shutdown()
         self.run_api.stop()
-        logging.getLogger("job.dev.run_api").removeHandler(self.task_log)
+        logging.getLogger("job.devstack.run_api").removeHandler(self.task_log)
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from job.dev.gcs_emulator import free_port
+from job.devstack.gcs_emulator import free_port
 
 
 @contextmanager
@@ -30,3 +32,18 @@ def serve_in_thread(app: Any, *, startup_timeout_s: float = 20.0) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def serve_process_env(port: int, comfyui_dir: Path, base_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a real `worker-comfyui serve` process on `port`, with a ComfyUI child of its
+    own (a free port, its folders under `base_dir`) and JSON logs; `extra` adds or replaces variables."""
+    return {
+        **os.environ,
+        "PORT": str(port),
+        "COMFYUI_DIR": str(comfyui_dir),
+        "COMFYUI_PORT": str(free_port()),
+        "COMFYUI_ARGS": f"--base-directory {base_dir} --disable-all-custom-nodes",
+        "COMFY_LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        **extra,
+    }

@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from job.dev.gcs_emulator import free_port
+from job.devstack.gcs_emulator import free_port
 
 
 class CuttableProxy:

@@ -3,6 +3,8 @@
 with WebhookReceiver(statuses=[503, 200]) as hook:   # first try refused, second accepted
     ... hook.url ...
     [first, second] = hook.received                  # Received(headers, body)
+
+WebhookReceiver(statuses=[307], headers={"Location": other.url}) answers every POST with a redirect.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ class Received:
 class WebhookReceiver:
     """Answers the i-th POST with statuses[i] (the last one repeats; 200 when none are given)."""
 
-    def __init__(self, statuses: Iterable[int] = (200,)) -> None:
+    def __init__(self, statuses: Iterable[int] = (200,), headers: dict[str, str] | None = None) -> None:
         self.statuses = list(statuses) or [200]
+        self.headers = dict(headers or {})
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -49,6 +52,8 @@ class WebhookReceiver:
                     receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.statuses[min(len(receiver.received), len(receiver.statuses)) - 1]
                 self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

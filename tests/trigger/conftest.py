@@ -12,8 +12,8 @@ import functions_framework
 import pytest
 from cloudevents.http import CloudEvent
 
-from job.dev.gcs_emulator import GcsEmulator
-from job.dev.run_api import DEFAULT_JOB, RunApiStandin
+from job.devstack.gcs_emulator import GcsEmulator
+from job.devstack.run_api import DEFAULT_JOB, RunApiStandin
 from tests.support.gcs_events import Mode, finalized_event, post_event
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 from tests.trigger.conftest import read_claim
 from trigger.claims import ClaimState, ClaimStore, Lease, Settled
 from trigger.errors import ClaimBusy, PermanentError
-from trigger.events import StorageObject
+from trigger.objects import StorageObject
 
 
 def _store(client, **kwargs):

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from job.dev.run_api import DEFAULT_JOB
+from job.devstack.run_api import DEFAULT_JOB
 from tests.trigger.conftest import read_claim
 from trigger.claims import ClaimStore
-from trigger.events import StorageObject
+from trigger.objects import StorageObject
 
 
 @pytest.mark.parametrize("mode", ["structured", "binary"])

@@ -1,0 +1,1 @@
+"""What `worker-comfyui submit` does: a client of the pipeline, not the worker."""

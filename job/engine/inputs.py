@@ -1,0 +1,102 @@
+"""A request's inputs as bytes by name: inline images decoded, references fetched in parallel.
+
+References are fetched on daemon threads, within the request's deadline: the first failure is
+raised at once (the caller is told, and its queue place freed, without waiting for the others),
+and neither a fetch still in flight nor one left behind keeps the process from exiting.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from job.engine.request import WorkflowRequest, check_input_name, check_media, decode_image
+from job.errors import InvalidInput, RunTimeout
+
+_MAX_PARALLEL = 8
+# How long past the deadline to wait for a fetch that should have ended at it (they end themselves).
+_GRACE_S = 0.5
+
+
+class Fetch(Protocol):
+    """Fetches one reference; ends by `deadline` (time.monotonic()) when one is given, and soon after
+    `cancelled()` turns true."""
+
+    def __call__(
+        self, uri: str, *, deadline: float | None = None, cancelled: Callable[[], bool] | None = None
+    ) -> bytes: ...
+
+
+def gather_inputs(
+    request: WorkflowRequest,
+    fetch: Fetch | None = None,
+    *,
+    deadline: float | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, bytes]:
+    """Every input the workflow needs uploaded; a bad one raises InvalidInput naming it, and a fetch
+    still running at `deadline` RunTimeout naming it. Setting `cancel` (the caller left) abandons
+    the fetches still running."""
+    inputs = {image.name: decode_image(image.name, image.image) for image in request.images}
+    references = {check_input_name(name): uri for name, uri in request.inputs.items()}
+    duplicated = sorted(set(inputs) & set(references))
+    if duplicated:
+        raise InvalidInput(f"input name(s) {duplicated} appear in both `images` and `inputs`; use each name once")
+    if references and fetch is None:
+        raise InvalidInput("inputs by reference (`inputs`) are not available here; send them inline in `images`")
+    if references:
+        assert fetch is not None
+        fetched = _fetch_all(references, fetch, deadline, cancel)
+        for name, data in fetched.items():
+            check_media(name, data)  # the refusal an inline input gets: not later, inside ComfyUI
+        inputs.update(fetched)
+    return inputs
+
+
+def _fetch_all(
+    references: dict[str, str], fetch: Fetch, deadline: float | None, cancel: threading.Event | None
+) -> dict[str, bytes]:
+    todo: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+    for item in references.items():
+        todo.put(item)
+    done: queue.SimpleQueue[tuple[str, bytes | None, BaseException | None]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def cancelled() -> bool:
+        return stop.is_set() or (cancel is not None and cancel.is_set())
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                name, uri = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((name, fetch(uri, deadline=deadline, cancelled=cancelled), None))
+            except BaseException as exc:  # handed to the gathering thread, raised there
+                done.put((name, None, exc))
+
+    for _ in range(min(_MAX_PARALLEL, len(references))):
+        threading.Thread(target=work, name="fetch", daemon=True).start()
+    fetched: dict[str, bytes] = {}
+    try:
+        while len(fetched) < len(references):
+            wait = None if deadline is None else max(deadline + _GRACE_S - time.monotonic(), 0.001)
+            try:
+                name, data, error = done.get(timeout=wait)
+            except queue.Empty:
+                pending = sorted(set(references) - set(fetched))
+                raise RunTimeout(
+                    f"input(s) {pending} did not arrive before the request's deadline (timeout_s); "
+                    "raise timeout_s, or serve them faster"
+                ) from None
+            if error is not None:
+                raise error
+            assert data is not None
+            fetched[name] = data
+    finally:
+        stop.set()  # the answer is known: fetches still running are abandoned, none is started
+    return {name: fetched[name] for name in references}
