@@ -37,7 +37,9 @@ def available_commands() -> tuple[str, ...]:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `only`, just that subcommand's module is imported (a job task starts faster)."""
     parser = argparse.ArgumentParser(prog="worker-comfyui", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging (`run` on a terminal: ComfyUI's log too)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in available_commands():
         if only is None or name.rsplit(".", 1)[1] == only:

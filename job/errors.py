@@ -13,7 +13,8 @@
     │   ├── Unauthorized              401 unauthorized
     │   ├── AccessDenied              403 access_denied          (storage refused the service account)
     │   ├── PayloadTooLarge           413 payload_too_large
-    │   └── QueueFull                 429 queue_full
+    │   ├── QueueFull                 429 queue_full
+    │   └── Cancelled                 409 cancelled              (its caller cancelled an async request)
     ├── ExecutionFailed               500 execution_error        (a node raised while running)
     ├── RunTimeout                    504 timeout                (the deadline passed; ComfyUI was interrupted)
     ├── ComfyUnavailable              503 comfyui_unavailable    (retryable: not up, or not answering)
@@ -48,6 +49,20 @@ LIST_LIMIT = 200  # items of any one list (choices)
 _FHS_ROOTS = ("bin", "boot", "dev", "etc", "home", "lib", "lib64", "mnt", "opt", "proc", "root", "run", "srv",
               "sys", "tmp", "usr", "var", "work", "workspace", "app", "content", "data")  # fmt: skip
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def seconds(value: float) -> str:
+    """A duration as a person reads it in a message: `2 s`, `1.5 s`, `0.25 s`, `120 s`, never `1.99998 s`.
+
+    Deadlines reach messages after arithmetic (what is left of a request's timeout_s), so they are
+    rounded: whole seconds from 10 s, one decimal from 1 s, two significant digits below.
+    """
+    value = max(value, 0.0)
+    if value >= 10:
+        return f"{round(value)} s"
+    if value >= 1:
+        return f"{round(value, 1):g} s"
+    return f"{value:.2g} s"
 
 
 def clip(text: str, limit: int = ECHO_LIMIT) -> str:
@@ -188,6 +203,14 @@ class PayloadTooLarge(RequestError):
 class QueueFull(RequestError):
     status_code = 429
     error_type = "queue_full"
+
+
+class Cancelled(RequestError):
+    """The caller cancelled the request (an async one, through its outbox's cancel.json): it never ran,
+    or its prompt was stopped. Finished, not retried: the caller asked for it."""
+
+    status_code = 409
+    error_type = "cancelled"
 
 
 class ExecutionFailed(WorkerError):

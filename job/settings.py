@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     cloud_run_task_attempt: int = Field(0, ge=0)  # set by Cloud Run; 0 on the first try
     job_max_retries: int = Field(3, ge=0)  # the job's --max-retries: its last attempt writes an error result.json
     status_interval_s: float = Field(0.34, ge=0)  # least time between two progress writes of status.json
+    cancel_poll_s: float = Field(2.0, gt=0)  # how often a running inbox item looks for its cancel.json
     webhook_attempts: int = Field(5, ge=1, le=20)  # tries per webhook delivery (with backoff)
     webhook_timeout_s: float = Field(60.0, gt=0)  # the whole delivery, all tries together
     # Draining (job/items/drain.py, docs/drain.md): a warm task runs further pending inbox items after its own.
@@ -84,6 +85,8 @@ class Settings(BaseSettings):
     api_token: str | None = None
     public_docs: bool = False  # with API_TOKEN: /docs, /redoc and /openapi.json answer without it
     public_url: str | None = Field(None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")  # base of status_url
+    # The RunPod-compatible routes (docs/api.md section 12) answer under this endpoint id only; unset: under any.
+    runpod_endpoint_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
     trust_proxy_headers: bool = False  # status_url from X-Forwarded-Host/Proto (a proxy we trust sets them)
     shutdown_grace_s: float = Field(7.0, gt=0, le=3600)  # after SIGTERM, how long the running request may finish
     max_queue_depth: int = Field(4, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ def runner(comfy_server: ComfyServer) -> Iterator[Runner]:
     shared = Runner(comfy_server)
     yield shared
     shared.close()
+
+
+@pytest.fixture(autouse=True)
+def shared_comfyui_free(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test on the shared runner, wait until ComfyUI has finished any prompt that outlived
+    its run (job/comfyui/overrun.py), so the next test does not meet a busy instance's 503s."""
+    yield
+    if "runner" in request.fixturenames:
+        shared: Runner = request.getfixturevalue("runner")
+        shared.overruns.wait_free(time.monotonic() + 120)
 
 
 @pytest.fixture(scope="session")

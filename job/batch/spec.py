@@ -16,10 +16,9 @@ byte: a bad spec is one InvalidRequest that names the field and says what to cha
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -142,10 +141,7 @@ def default_id(source: ItemSource) -> str:
 
 def default_prefix(source: ItemSource, settings: Settings) -> str:
     """As for an inbox drop: gs://OUTBOX/<OUTBOX_PREFIX><path/name>/; locally a folder beside the spec."""
-    if source.is_gcs:
-        stem = posixpath.join(posixpath.dirname(source.name), default_id(source))
-        return InboxLayout(settings.outbox_bucket, settings.outbox_prefix).outbox_folder(stem)
-    return f"{Path(source.name).parent / default_id(source)}/"
+    return source.outbox_folder(InboxLayout(settings.outbox_bucket, settings.outbox_prefix), default_id(source))
 
 
 def _workflow(spec: BatchSpec, source: ItemSource, storages: Storages) -> dict[str, dict[str, Any]]:
@@ -180,13 +176,10 @@ def _resolve(ref: str, source: ItemSource, where: str) -> str:
         return ref
     if "://" in ref:
         raise InvalidRequest(f"{where} {ref!r}: give a path or a gs:// URI")
-    if source.is_gcs:
-        name = posixpath.normpath(posixpath.join(posixpath.dirname(source.name), ref.lstrip("/")))
-        if name.startswith(".."):
-            raise InvalidRequest(f"{where} {ref!r} leaves the spec's bucket; give a gs:// URI")
-        return f"gs://{source.bucket}/{name}"
-    path = Path(ref)
-    return str(path if path.is_absolute() else Path(source.name).parent / path)
+    resolved = source.beside(ref)
+    if resolved is None:
+        raise InvalidRequest(f"{where} {ref!r} leaves the spec's bucket; give a gs:// URI")
+    return resolved
 
 
 def _expand(value: str, execution: str, field: str, uri: str) -> str:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from google.api_core import exceptions as gexc
 
 from job import errors
-from job.engine.request import check_image, check_input_name, parse_json, parse_request
-from job.errors import InvalidInput, WorkerError
+from job.engine.request import as_document, check_image, check_input_name, parse_json, parse_request
+from job.errors import InvalidInput, WorkerError, seconds
 from job.items.inbox import ItemSource
 from job.storage.gcs import gcs_errors
 from trigger.objects import InboxLayout, folder_prefix
@@ -41,10 +41,8 @@ def build_request(workflow_path: Path, images: Mapping[str, bytes]) -> dict[str,
         raw = workflow_path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read workflow {workflow_path}: {exc.strerror}") from None
-    doc = parse_json(raw)
+    doc = dict(as_document(parse_json(raw)))  # a bare workflow, RunPod's or ComfyUI's body: ours
     parse_request(doc)  # refuses UI format, a non-workflow, bad fields: with the fix in the message
-    if "workflow" not in doc:
-        doc = {"workflow": doc}
     inline = [entry for entry in doc.get("images", []) if entry.get("name") not in images]
     for name, data in images.items():
         check_input_name(name)
@@ -144,7 +142,7 @@ class OutboxWatch:
             last_status = status or last_status
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"no result in {self.submitted.outbox_uri} after {timeout_s:g} s"
+                    f"no result in {self.submitted.outbox_uri} after {seconds(timeout_s)}"
                     + (f" (last state: {last_status.get('state')})" if last_status else " (the job never started)")
                 )
             time.sleep(poll_s)

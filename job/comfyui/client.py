@@ -7,7 +7,7 @@ ComfyUI through it (via the runner), so the protocol lives in one place.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -149,11 +149,25 @@ class ComfyClient:
             raise InvalidInput(f"ComfyUI refused input {name!r}: {response.text[:300]}")
         return upload_reference(response.json(), name, subfolder)
 
-    def queue_prompt(self, workflow: dict[str, Any], client_id: str, prompt_id: str | None = None) -> str:
-        """Queue the workflow (under `prompt_id` if given); a 400 becomes a typed error naming each bad node."""
+    def queue_prompt(
+        self,
+        workflow: dict[str, Any],
+        client_id: str,
+        prompt_id: str | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Queue the workflow (under `prompt_id` if given); a 400 becomes a typed error naming each bad node.
+
+        `extra_data` is POST /prompt's own (0.33 and 0.3.75 alike): ComfyUI hands it to the nodes (its
+        API nodes read `api_key_comfy_org` / `auth_token_comfy_org` there, and keep those two out of
+        /history). ComfyUI writes the body's `client_id` into it, so ours always wins; a `client_id`
+        inside it is dropped all the same: our websocket routes the run's events by ours.
+        """
         body: dict[str, Any] = {"prompt": workflow, "client_id": client_id}
         if prompt_id is not None:
             body["prompt_id"] = prompt_id
+        if extra_data:
+            body["extra_data"] = {key: value for key, value in extra_data.items() if key != "client_id"}
         with comfy_errors(self.base_url):
             response = self._http.post("/prompt", json=body)
         if response.status_code == 400:

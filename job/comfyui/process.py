@@ -33,7 +33,7 @@ from job.comfyui.compat import server_argv
 from job.comfyui.config import ComfyConfig
 from job.comfyui.folders import input_folder, output_folders
 from job.comfyui.mount import write_extra_model_paths
-from job.errors import ComfyUnavailable
+from job.errors import ComfyUnavailable, seconds
 from job.subprocesses import die_with_parent, stop_group
 
 if TYPE_CHECKING:
@@ -115,11 +115,13 @@ class ComfyServer:
                 if self._state is State.FAILED and self._failure is not None:
                     raise ComfyUnavailable(self._failure)
                 if self._state in (State.FAILED, State.STOPPED):
-                    raise ComfyUnavailable(f"ComfyUI is {self._state.value}:\n{self.log_tail()}".rstrip())
+                    raise ComfyUnavailable(
+                        f"ComfyUI is not running ({self._state.value}); its last lines:\n{self.log_tail()}".rstrip()
+                    )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ComfyUnavailable(
-                        f"ComfyUI did not answer at {self.base_url} within {limit:.0f} s "
+                        f"ComfyUI did not answer at {self.base_url} within {seconds(limit)} "
                         f"(raise COMFYUI_BOOT_TIMEOUT_S if it is just slow):\n{self.log_tail()}".rstrip()
                     )
                 self._changed.wait(min(remaining, 0.5))
@@ -127,7 +129,9 @@ class ComfyServer:
             try:
                 prerequisite.result(timeout=max(deadline - time.monotonic(), 0.0))
             except FutureTimeout:
-                raise ComfyUnavailable(f"ComfyUI's preparation (models) did not finish within {limit:.0f} s") from None
+                raise ComfyUnavailable(
+                    f"ComfyUI's preparation (models) did not finish within {seconds(limit)}"
+                ) from None
 
     def stop(self) -> None:
         """Terminate the child (SIGTERM to its process group, then SIGKILL) and the supervisor."""
@@ -273,7 +277,7 @@ class ComfyServer:
                     self._set_state(State.READY)
                     return
                 # A steady, short interval: a refused connection costs microseconds, while a
-                # backoff to 1 s made every cold start notice readiness ~0.5 s late on average.
+                # backoff to 1 s made every cold start notice readiness late (docs/development.md).
                 time.sleep(_READY_POLL_S)
 
     def _watch_attached(self) -> None:

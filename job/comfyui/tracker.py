@@ -2,10 +2,12 @@
 
 The websocket gives progress, the outputs (`executed`) and the finish (`execution_success`) within
 milliseconds. When the socket saw the whole run, those events are the result: reading /history
-instead would wait out ComfyUI's post-prompt garbage collection, which holds its server for ~0.5 s
-after a process's first prompt. /history is the authority whenever the socket dropped or went
-silent. Every wait is bounded by the run's deadline, after which the prompt is cancelled and
-RunTimeout raised.
+instead would wait out ComfyUI's post-prompt garbage collection, which holds its server for a
+noticeable time after a process's first prompt (docs/development.md). /history is the
+authority whenever the socket dropped or went silent. Every wait is bounded by the run's
+deadline, after which the prompt is cancelled and RunTimeout raised at once: ComfyUI checks its
+interrupt flag only between nodes, so a node that cannot be interrupted may run on for long after;
+such a prompt goes to `on_overrun` (job/comfyui/overrun.py) rather than holding the answer back.
 """
 
 from __future__ import annotations
@@ -19,12 +21,23 @@ from typing import Any
 
 from job.comfyui.client import ComfyClient
 from job.comfyui.websocket import Subscription
-from job.errors import MESSAGE_LIMIT, ComfyCrashed, ComfyUnavailable, ExecutionFailed, RunTimeout, WorkerError, clip
+from job.errors import (
+    MESSAGE_LIMIT,
+    ComfyCrashed,
+    ComfyUnavailable,
+    ExecutionFailed,
+    RunTimeout,
+    WorkerError,
+    clip,
+    seconds,
+)
 
 log = logging.getLogger(__name__)
 
 _TRACEBACK_LINES = 12
-_CANCEL_GRACE_S = 15.0
+# How long a cancelled prompt gets to stop before the run answers anyway: an interrupt lands at the
+# next node, which is soon for most; a run answers within a second of its deadline.
+_STOP_GRACE_S = 0.5
 _FAST_POLL_S = 0.02
 
 
@@ -52,6 +65,7 @@ class Progress:
 
 ProgressCallback = Callable[[Progress], None]
 LostCheck = Callable[[], str | None]
+OverrunHandler = Callable[[str, str], None]  # (prompt_id, "passed its deadline of 2 s"): ComfyUI runs it on
 
 
 @dataclass
@@ -69,6 +83,7 @@ class PromptTracker:
     on_progress: ProgressCallback | None = None
     cancel: threading.Event | None = None  # set by another thread: stop the prompt and give up
     output_nodes: frozenset[str] = frozenset()  # the workflow's output nodes; empty: wait for the prompt's end
+    on_overrun: OverrunHandler | None = None  # a cancelled prompt that did not stop within _STOP_GRACE_S
     progress: Progress = field(init=False)
     _outputs: dict[str, Any] = field(init=False, default_factory=dict)  # node id -> its `executed` output
     _reported: set[str] = field(init=False, default_factory=set)  # nodes that sent `executed`
@@ -87,13 +102,14 @@ class PromptTracker:
         while True:
             now = time.monotonic()
             if now >= self.deadline:
-                self._cancel()
+                deadline = seconds(self.timeout_s)
+                self._cancel(f"passed its deadline of {deadline}")
                 raise RunTimeout(
-                    f"the run passed its deadline of {self.timeout_s:g} s and was interrupted; "
+                    f"the run passed its deadline of {deadline} and was interrupted; "
                     "raise timeout_s in the request (or RUN_TIMEOUT_S), or make the workflow lighter"
                 )
             if self.cancel is not None and self.cancel.is_set():
-                self._cancel()
+                self._cancel("was cancelled")  # its caller went away, or the instance is stopping
                 raise ExecutionFailed(f"prompt {self.prompt_id} was cancelled: its caller went away", cancelled=True)
             if now >= next_poll or self.events.drops != drops:
                 drops = self.events.drops
@@ -170,8 +186,8 @@ class PromptTracker:
         """Every output node reported its files: ComfyUI runs nothing after them.
 
         Finishing here rather than at `execution_success` matters: ComfyUI sends that only after its
-        post-prompt garbage collection (on a process's first prompt and after 10 s idle), ~0.5 s
-        later on CPU. An output node that reports no UI output keeps this False; the end event decides.
+        post-prompt garbage collection (on a process's first prompt and after 10 s idle), which
+        takes a while. An output node that reports no UI output keeps this False; the end event decides.
         """
         return bool(self.output_nodes) and self.output_nodes <= self._reported
 
@@ -206,17 +222,22 @@ class PromptTracker:
             return None
         return _result_of(entry)
 
-    def _cancel(self) -> None:
-        """Dequeue the prompt if it is still waiting, interrupt it if running, and let it stop."""
+    def _cancel(self, reason: str) -> None:
+        """Dequeue the prompt if it is still waiting, interrupt it if running, give it _STOP_GRACE_S to
+        stop, and hand it to `on_overrun` if it runs on: the answer never waits for a node to end."""
         try:
-            queue = self.client.queue()
-            if self.prompt_id in queue.pending:
+            if self.prompt_id in self.client.queue().pending:
                 self.client.delete_queued(self.prompt_id)
-                return
+            # Also after a dequeue: it may have started in between (ComfyUI ignores an interrupt
+            # for a prompt it is not running).
             self.client.interrupt(self.prompt_id)
-            stop_by = time.monotonic() + _CANCEL_GRACE_S
-            while time.monotonic() < stop_by and self.client.queue().holds(self.prompt_id):
-                time.sleep(0.05)
+            stop_by = time.monotonic() + _STOP_GRACE_S
+            while self.client.queue().holds(self.prompt_id):
+                if time.monotonic() >= stop_by:
+                    if self.on_overrun is not None:
+                        self.on_overrun(self.prompt_id, reason)
+                    return
+                time.sleep(_FAST_POLL_S)
         except WorkerError as exc:
             log.warning("could not cancel prompt %s: %s", self.prompt_id, exc)
 

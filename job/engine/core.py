@@ -20,6 +20,7 @@ from typing import Any
 
 from job.comfyui.outputs import OutputFile
 from job.comfyui.tracker import ProgressCallback
+from job.engine.inputs import Fetch
 from job.engine.request import WorkflowRequest
 from job.engine.response import apply_output_format, success_body
 from job.engine.runner import Runner, RunResult
@@ -47,6 +48,8 @@ class RunOptions:
     cancel: threading.Event | None = None
     before_publish: Callable[[RunResult], None] | None = None
     inputs: Mapping[str, bytes] = field(default_factory=dict)
+    # Fetches the workflow's URL file values (docs/api.md section 2), as `inputs` references are.
+    fetch: Fetch | None = None
 
 
 def run_request(
@@ -63,6 +66,8 @@ def run_request(
         timeout_s=options.timeout_s or request.timeout_s,
         on_progress=options.on_progress,
         cancel=options.cancel,
+        fetch=options.fetch,
+        extra_data=request.extra_data,
     )
     files = apply_output_format(result.files, request.output)
     if options.before_publish is not None:

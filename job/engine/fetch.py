@@ -21,7 +21,7 @@ import httpx
 
 from job.engine.inputs import Fetch
 from job.engine.outbound import IPAddress, OutboundError, OutboundPolicy, display
-from job.errors import InputNotFound, InvalidInput, RunTimeout
+from job.errors import InputNotFound, InvalidInput, RunTimeout, seconds
 from job.settings import Settings
 from job.storage import Storages, TooLarge, split_gs_uri
 
@@ -90,7 +90,8 @@ class _Limit:
                 f"input {display(uri)} did not arrive before the request's deadline (timeout_s); "
                 "raise timeout_s, or serve the input faster"
             )
-        return InvalidInput(f"input {display(uri)} did not arrive within {self.timeout_s:g} s (INPUT_FETCH_TIMEOUT_S)")
+        within = seconds(self.timeout_s)
+        return InvalidInput(f"input {display(uri)} did not arrive within {within} (INPUT_FETCH_TIMEOUT_S)")
 
 
 # ---------------------------------------------------------------------------------------- gs:// --

@@ -18,8 +18,11 @@ anything, so /predict, inbox and batch items and the CLI all get the same rule:
     node named for paths or folders, an input named
     `path`, `image_path`, `directory`, ...
 
-Every refusal is one WorkflowInvalid (400) that names each node and input and says what is allowed.
-A list input's value is otherwise ComfyUI's to check: a model it does not list is `missing_model`.
+Every refusal is one WorkflowInvalid (400) that names each node and input and says what is allowed;
+`Runner.run` reports them through job/engine/preflight.py (`check_files`), in one error with the
+workflow's unknown node types and missing models. A file input whose value is an https:// or gs://
+URL is fetched first (preflight) and named like a supplied file. A list input's value is otherwise
+ComfyUI's to check.
 """
 
 from __future__ import annotations
@@ -61,7 +64,9 @@ _ALLOWED = "a file input may name only a file this request sends in `images` or 
 
 
 @dataclass(frozen=True)
-class _Refusal:
+class Refusal:
+    """One file input (or a whole node, `input` None) the policy refuses, and why."""
+
     node_id: str
     class_type: str
     input: str | None
@@ -81,6 +86,21 @@ def apply_file_policy(
     `supplied` maps each name the request sent to the value a loader takes for it (its run subfolder);
     `classes` holds ComfyUI's /object_info entries of the workflow's classes (unknown ones are absent).
     """
+    result, refusals = check_files(workflow, supplied=supplied, classes=classes, allow_outside=allow_outside)
+    if refusals:
+        raise refused_error(refusals, supplied)
+    return result
+
+
+def check_files(
+    workflow: Mapping[str, Any],
+    *,
+    supplied: Mapping[str, str],
+    classes: Mapping[str, dict[str, Any]],
+    allow_outside: bool = False,
+) -> tuple[dict[str, Any], list[Refusal]]:
+    """`apply_file_policy` without the raise: the rewritten copy and every refusal, for a report that
+    lists them beside the workflow's other problems (job/engine/preflight.py)."""
     check = _Check(supplied, allow_outside)
     result: dict[str, Any] = {}
     for node_id, node in workflow.items():
@@ -92,16 +112,26 @@ def apply_file_policy(
             **node,
             "inputs": check.node(str(node_id), class_type, classes.get(class_type), node["inputs"]),
         }
-    if check.refusals:
-        raise _refused(check.refusals, supplied)
-    return result
+    return result, check.refusals
+
+
+def is_file_input(class_type: str, info: dict[str, Any] | None, name: str) -> bool:
+    """Whether `name` of `class_type` names a file of the input folder: what only the request's own
+    files may fill (ComfyUI's `*_upload` mark, or a core node's input-folder choice), and what a URL
+    value may fill (job/engine/preflight.py fetches it)."""
+    spec = input_spec(info, name) if info is not None else None
+    return _names_input_file(class_type, name, spec) and not _reads_outside(class_type, info)
+
+
+def _names_input_file(class_type: str, name: str, spec: tuple[Any, dict[str, Any]] | None) -> bool:
+    return (class_type, name) in _INPUT_FOLDER_READERS or (spec is not None and names_a_file(spec))
 
 
 @dataclass
 class _Check:
     supplied: Mapping[str, str]
     allow_outside: bool
-    refusals: list[_Refusal] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
 
     def node(
         self, node_id: str, class_type: str, info: dict[str, Any] | None, inputs: dict[str, Any]
@@ -110,19 +140,19 @@ class _Check:
         outside = _reads_outside(class_type, info)
         if outside:
             if not self.allow_outside:
-                self.refusals.append(_Refusal(node_id, class_type, None, outside))
+                self.refusals.append(Refusal(node_id, class_type, None, outside))
             return dict(inputs)
         return {name: self.input(node_id, class_type, info, name, value) for name, value in inputs.items()}
 
     def input(self, node_id: str, class_type: str, info: dict[str, Any] | None, name: str, value: Any) -> Any:
         def refuse(reason: str, received: Any = None) -> None:
-            self.refusals.append(_Refusal(node_id, class_type, name, reason, received))
+            self.refusals.append(Refusal(node_id, class_type, name, reason, received))
 
         spec = input_spec(info, name) if info is not None else None
         is_link = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
         if name in _PATH_INPUTS and not self.allow_outside and (is_link or (isinstance(value, str) and value)):
             refuse("takes a path, which may name anyone's files", value)
-        elif (class_type, name) in _INPUT_FOLDER_READERS or (spec is not None and names_a_file(spec)):
+        elif _names_input_file(class_type, name, spec):
             if is_link:
                 refuse("must name its file itself, not take it from a link")
                 return value
@@ -197,24 +227,44 @@ def _declared(info: dict[str, Any] | None) -> list[str]:
     return [name for section in ("required", "optional") for name in (inputs.get(section) or {})]
 
 
-def _refused(refusals: list[_Refusal], supplied: Mapping[str, str]) -> WorkflowInvalid:
-    sent = ", ".join(map(repr, sorted(supplied))) or "none"
+def allowed_files(supplied: Mapping[str, str]) -> str:
+    """What a file input may name, with the names this request sent: the fix every refusal ends with."""
+    return (
+        f"{_ALLOWED} (this request sent: {sent_names(supplied)}), or an https:// or gs:// URL as the value "
+        "(fetched like `inputs`); a model only as one of the choices ComfyUI lists (GET /models). "
+        "LoadImageOutput and nodes that read by path or folder need the operator's ALLOW_OUTPUT_INPUTS=true."
+    )
+
+
+def refusal_line(refusal: Refusal) -> str:
+    """The refusal as one line of an error message: node, class, input, the value cut, why."""
+    where = f"input {refusal.input!r}: " if refusal.input else ""
+    shown = f"{clip(repr(refusal.received))} " if refusal.received is not None else ""
+    return f"node {refusal.node_id} ({refusal.class_type}) {where}{shown}{refusal.reason}"
+
+
+def refusal_item(refusal: Refusal) -> dict[str, Any]:
+    """The refusal as an entry of the error's node_errors (`file_not_allowed`)."""
+    error: dict[str, Any] = {"type": "file_not_allowed", "input": refusal.input, "message": refusal.reason}
+    if refusal.received is not None:
+        error["received"] = refusal.received
+    return error
+
+
+def sent_names(supplied: Mapping[str, str]) -> str:
+    """The names a request supplied, as a refusal names them: `'a.png', 'b.png'`, or `none`."""
+    return ", ".join(map(repr, sorted(supplied))) or "none"
+
+
+def refused_error(refusals: list[Refusal], supplied: Mapping[str, str]) -> WorkflowInvalid:
+    """One WorkflowInvalid naming every refused node and input, and what is allowed instead."""
     lines: list[str] = []
     node_errors: dict[str, Any] = {}
     for refusal in refusals:
-        where = f"input {refusal.input!r}: " if refusal.input else ""
-        shown = f"{clip(repr(refusal.received))} " if refusal.received is not None else ""
-        lines.append(f"- node {refusal.node_id} ({refusal.class_type}) {where}{shown}{refusal.reason}")
+        lines.append(f"- {refusal_line(refusal)}")
         entry = node_errors.setdefault(refusal.node_id, {"class_type": refusal.class_type, "errors": []})
-        error: dict[str, Any] = {"type": "file_not_allowed", "input": refusal.input, "message": refusal.reason}
-        if refusal.received is not None:
-            error["received"] = refusal.received
-        entry["errors"].append(error)
+        entry["errors"].append(refusal_item(refusal))
     return WorkflowInvalid(
-        "the workflow names files it may not read:\n"
-        + "\n".join(lines)
-        + f"\n{_ALLOWED} (this request sent: {sent}), and a model only as one of the choices ComfyUI lists "
-        "(GET /models). LoadImageOutput and nodes that read by path or folder need the operator's "
-        "ALLOW_OUTPUT_INPUTS=true.",
+        "the workflow names files it may not read:\n" + "\n".join(lines) + f"\n{allowed_files(supplied)}",
         node_errors=node_errors,
     )

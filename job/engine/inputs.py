@@ -10,13 +10,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from job.engine.outbound import display
 from job.engine.request import WorkflowRequest, check_input_name, check_media, decode_image
-from job.errors import InvalidInput, RunTimeout
+from job.errors import InvalidInput, RunTimeout, WorkerError
 
 _MAX_PARALLEL = 8
+NO_FETCH = "this way in has no fetcher for references; send the file inline in `images`"
 # How long past the deadline to wait for a fetch that should have ended at it (they end themselves).
 _GRACE_S = 0.5
 
@@ -46,14 +48,48 @@ def gather_inputs(
     if duplicated:
         raise InvalidInput(f"input name(s) {duplicated} appear in both `images` and `inputs`; use each name once")
     if references and fetch is None:
-        raise InvalidInput("inputs by reference (`inputs`) are not available here; send them inline in `images`")
+        raise InvalidInput(f"inputs by reference (`inputs`) are not available here: {NO_FETCH}")
     if references:
         assert fetch is not None
-        fetched = _fetch_all(references, fetch, deadline, cancel)
-        for name, data in fetched.items():
-            check_media(name, data)  # the refusal an inline input gets: not later, inside ComfyUI
-        inputs.update(fetched)
+        inputs.update(fetch_references(references, fetch, deadline=deadline, cancel=cancel))
     return inputs
+
+
+def fetch_references(
+    references: Mapping[str, str],
+    fetch: Fetch,
+    *,
+    deadline: float | None = None,
+    cancel: threading.Event | None = None,
+    where: Mapping[str, str] | None = None,
+) -> dict[str, bytes]:
+    """name -> bytes of each reference (name -> URI), fetched in parallel and checked to be media a
+    load node reads; the request's `inputs` and the workflow's URL values (job/engine/preflight.py)
+    both come this way. A failure keeps its type (404, 400, 504), its message prefixed with
+    `where[name]` when given (the node and input that named the URL)."""
+    try:
+        fetched = _fetch_all(dict(references), fetch, deadline, cancel)
+        for name, data in fetched.items():
+            try:
+                # The refusal an inline input gets: not later, inside ComfyUI. A URL value is named by its URL.
+                check_media(display(references[name]) if where and name in where else name, data)
+            except InvalidInput as exc:
+                raise _Failed(name, exc) from None
+    except _Failed as failed:
+        error = failed.error
+        if where and failed.name in where and isinstance(error, WorkerError):
+            raise type(error)(f"{where[failed.name]}: {error.message}") from None
+        raise error from None
+    return fetched
+
+
+class _Failed(Exception):
+    """One reference's fetch failed: which, and how."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        super().__init__(name)
+        self.name = name
+        self.error = error
 
 
 def _fetch_all(
@@ -94,7 +130,7 @@ def _fetch_all(
                     "raise timeout_s, or serve them faster"
                 ) from None
             if error is not None:
-                raise error
+                raise _Failed(name, error)
             assert data is not None
             fetched[name] = data
     finally:

@@ -1,7 +1,17 @@
 """The request document: parsed once, validated with messages that say what to change.
 
 The same document arrives through POST /predict, as an inbox object and on the CLI. It may also be
-a bare API-format workflow. A UI-format export is refused with the steps to export the API format.
+a bare API-format workflow, or come in the envelope of another API (docs/api.md section 2):
+
+    {"workflow": {...}, ...}                        ours
+    {"<node id>": {"class_type": ...}, ...}         a bare API-format workflow
+    {"input": {<ours>}, "webhook", "policy"}        RunPod's job body (worker-comfyui's `input`)
+    {"prompt": {...}, "client_id", "extra_data"}    ComfyUI's own POST /prompt body
+
+Each is turned into ours (`as_document`) before anything is checked, so every way in checks the
+same fields with the same messages. A UI-format export is refused with the steps to export the API
+format. `extra_data` (what ComfyUI's API nodes read their comfy.org key from) is a secret: it is
+passed to ComfyUI and carried to the job, never logged, echoed or named by value in a message.
 
 What would fail later, deep inside ComfyUI or a JSON encoder, is refused here with a 4xx that names
 the field: JSON nested deeper than MAX_JSON_DEPTH, a lone UTF-16 surrogate in any string (nothing
@@ -17,10 +27,11 @@ import io
 import json
 import posixpath
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from job.errors import InvalidInput, InvalidJSON, InvalidRequest, UIFormatWorkflow, WorkflowInvalid, clip
@@ -61,6 +72,13 @@ class WorkflowRequest(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=86400, description="Deadline of the run in seconds.")
     id: str | None = Field(None, max_length=200, description="Your own id, echoed back.")
     async_: bool = Field(False, alias="async", description="Answer 202 at once and run via the event pipeline.")
+    # repr=False: a request in a log line or a traceback never shows the caller's keys.
+    extra_data: dict[str, Any] | None = Field(
+        None,
+        repr=False,
+        description="Passed to ComfyUI as POST /prompt's `extra_data` (its API nodes read `api_key_comfy_org` "
+        "and `auth_token_comfy_org` there); never logged or echoed.",
+    )
 
 
 def is_ui_format(doc: object) -> bool:
@@ -115,24 +133,26 @@ def _depth_exceeds(doc: Any, limit: int) -> bool:
     return False
 
 
+ACCEPTED_SHAPES = (
+    'send this worker\'s request document `{"workflow": {...}}`, a bare API-format workflow (an object of nodes, '
+    'each with `class_type` and `inputs`), RunPod\'s `{"input": {"workflow": {...}}}` or ComfyUI\'s '
+    '`{"prompt": {...}}` (docs/api.md section 2)'
+)
+# RunPod's job body: `input` is the worker's; `webhook` and `policy` are RunPod's own, honoured here;
+# `s3Config` (uploads to the caller's S3) has no meaning on this worker and is ignored.
+RUNPOD_FIELDS = ("input", "webhook", "policy", "s3Config")
+# The comfy.org key inside RunPod's `input`: worker-comfyui's documented name, and its handler's older one.
+RUNPOD_KEY_FIELDS = ("comfy_org_api_key", "api_key_comfy_org")
+COMFY_KEY = "api_key_comfy_org"  # where ComfyUI's API nodes read it (extra_data)
+# ComfyUI's POST /prompt body: `prompt` and `extra_data` are used; `client_id`, `prompt_id`, `number`
+# and `front` concern ComfyUI's own queue and websocket, which this worker runs under ids of its own.
+COMFYUI_FIELDS = ("prompt", "client_id", "extra_data", "prompt_id", "number", "front")
+MAX_EXECUTION_TIMEOUT_MS = 86_400_000  # timeout_s's own bound, in RunPod's milliseconds
+
+
 def parse_request(doc: object) -> WorkflowRequest:
-    """A WorkflowRequest from a request document or a bare workflow, or a typed error saying why not."""
-    if is_ui_format(doc) or (isinstance(doc, dict) and is_ui_format(doc.get("workflow"))):
-        raise UIFormatWorkflow(
-            "this workflow is in ComfyUI's UI format (it has `nodes` and `links`), which cannot be queued. "
-            + EXPORT_API_HINT
-        )
-    if not isinstance(doc, dict):
-        raise InvalidRequest(
-            "the request must be a JSON object with a `workflow` field (or a bare API-format workflow)"
-        )
-    if "workflow" not in doc:
-        if not is_api_workflow(doc):
-            raise InvalidRequest(
-                "no `workflow` field, and the document is not an API-format workflow either "
-                "(an object of nodes, each with `class_type` and `inputs`). " + EXPORT_API_HINT
-            )
-        doc = {"workflow": doc}
+    """A WorkflowRequest from any accepted shape (`as_document`), or a typed error saying why not."""
+    doc = as_document(doc)
     try:
         request = WorkflowRequest.model_validate(doc)
     except ValidationError as exc:
@@ -140,6 +160,164 @@ def parse_request(doc: object) -> WorkflowRequest:
     _check_workflow(request.workflow)
     _check_text({key: value for key, value in doc.items() if key != "workflow"})
     return request
+
+
+def as_document(doc: object) -> dict[str, Any]:
+    """This worker's request document from any shape parse_request accepts; its fields not yet checked.
+
+    InvalidRequest (UIFormatWorkflow for a UI export) for a document of no accepted shape, with the
+    shapes in the message.
+    """
+    _refuse_ui_format(doc)
+    if not isinstance(doc, dict):
+        raise InvalidRequest(f"the request must be a JSON object; {ACCEPTED_SHAPES}")
+    if "workflow" in doc:
+        return doc
+    if is_api_workflow(doc):
+        return {"workflow": doc}
+    if "input" in doc:
+        return _from_runpod(doc)
+    if "prompt" in doc:
+        return _from_comfyui(doc)
+    raise InvalidRequest(
+        "no `workflow` field, and the document is not an API-format workflow either, nor RunPod's or ComfyUI's "
+        f"request; {ACCEPTED_SHAPES}. " + EXPORT_API_HINT
+    )
+
+
+def _refuse_ui_format(doc: object) -> None:
+    """UIFormatWorkflow when `doc` or its workflow (ours, RunPod's, ComfyUI's) is a UI-format export."""
+    if not isinstance(doc, dict):
+        return
+    candidates = [doc, doc.get("workflow"), doc.get("prompt")]
+    inner = doc.get("input")
+    if isinstance(inner, dict):
+        candidates += [inner, inner.get("workflow")]
+    if any(is_ui_format(candidate) for candidate in candidates):
+        raise UIFormatWorkflow(
+            "this workflow is in ComfyUI's UI format (it has `nodes` and `links`), which cannot be queued. "
+            + EXPORT_API_HINT
+        )
+
+
+def _from_runpod(doc: dict[str, Any]) -> dict[str, Any]:
+    """RunPod's `{"input": {...}, "webhook", "policy"}`: `input` is our document (worker-comfyui's
+    `workflow` and `images` are ours), its comfy.org key goes to extra_data, and RunPod's
+    `webhook` and `policy.executionTimeout` become ours."""
+    unknown = sorted(set(doc) - set(RUNPOD_FIELDS))
+    if unknown:
+        raise InvalidRequest(
+            f"RunPod's request body has the unknown top-level field(s) {clip(', '.join(map(repr, unknown)))}; "
+            "it takes `input` (the workflow and its inputs), `webhook` and `policy`"
+        )
+    inner = doc["input"]
+    if isinstance(inner, str):  # RunPod's worker takes `input` as a JSON string too
+        inner = parse_json(inner)
+        _refuse_ui_format(inner)
+    if not isinstance(inner, dict):
+        raise InvalidRequest(
+            'RunPod\'s `input` must be a JSON object: `{"workflow": {...}, "images": [...]}`, '
+            "as RunPod's worker-comfyui takes it"
+        )
+    document = dict(inner) if "workflow" in inner or not is_api_workflow(inner) else {"workflow": inner}
+    if "workflow" not in document:
+        raise InvalidRequest(
+            'RunPod\'s `input` has no `workflow` field; send `{"input": {"workflow": <API-format workflow>}}`. '
+            + EXPORT_API_HINT
+        )
+    for name in RUNPOD_KEY_FIELDS:
+        if name in document:
+            _put_key(document, name, document.pop(name))
+    webhook = doc.get("webhook")
+    if webhook is not None:
+        if document.get("webhook") not in (None, webhook):
+            raise InvalidRequest("RunPod's `webhook` and `input.webhook` differ; send one of them")
+        document["webhook"] = webhook
+    policy = doc.get("policy")
+    if policy is not None:
+        if not isinstance(policy, dict):
+            raise InvalidRequest('RunPod\'s `policy` must be an object, such as `{"executionTimeout": 600000}`')
+        timeout_ms = policy.get("executionTimeout")
+        if timeout_ms is not None:
+            document["timeout_s"] = _execution_timeout_s(timeout_ms, document.get("timeout_s"))
+    return document
+
+
+def _put_key(document: dict[str, Any], name: str, key: object) -> None:
+    """RunPod's comfy.org key as ComfyUI's API nodes read it: `extra_data.api_key_comfy_org`."""
+    if not isinstance(key, str) or not key:
+        raise InvalidRequest(f"RunPod's `input.{name}` must be a non-empty string (your comfy.org API key)")
+    extra = document.get("extra_data")
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise InvalidRequest("`input.extra_data` must be an object")
+    if extra.get(COMFY_KEY) not in (None, key):
+        raise InvalidRequest(f"`input.{name}` and `input.extra_data.{COMFY_KEY}` differ; send one of them")
+    document["extra_data"] = {**extra, COMFY_KEY: key}
+
+
+def _execution_timeout_s(timeout_ms: object, timeout_s: object) -> object:
+    """RunPod's `policy.executionTimeout` (ms) as our timeout_s; the shorter one when both are given."""
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float) or timeout_ms <= 0:
+        raise InvalidRequest("RunPod's `policy.executionTimeout` must be a positive number of milliseconds")
+    if timeout_ms > MAX_EXECUTION_TIMEOUT_MS:
+        raise InvalidRequest(
+            f"RunPod's `policy.executionTimeout` is at most {MAX_EXECUTION_TIMEOUT_MS} ms (24 h) on this worker"
+        )
+    seconds = timeout_ms / 1000
+    if isinstance(timeout_s, int | float) and not isinstance(timeout_s, bool):
+        return min(timeout_s, seconds)
+    return seconds if timeout_s is None else timeout_s  # a malformed timeout_s gets its own message
+
+
+def _from_comfyui(doc: dict[str, Any]) -> dict[str, Any]:
+    """ComfyUI's `{"prompt": {...}, "client_id", "extra_data", ...}`: the graph and extra_data are used;
+    the queue fields are checked as ComfyUI checks them, then left to ComfyUI's queue, which this
+    worker drives under a prompt_id and client_id of its own (its websocket routes events by them)."""
+    unknown = sorted(set(doc) - set(COMFYUI_FIELDS))
+    if "partial_execution_targets" in unknown:
+        raise InvalidRequest(
+            "`partial_execution_targets` is not supported: this worker runs every output node of the workflow; "
+            "remove the output nodes you do not want, and the field"
+        )
+    if unknown:
+        raise InvalidRequest(
+            f"ComfyUI's request body has the unknown field(s) {clip(', '.join(map(repr, unknown)))}; "
+            f"it takes {', '.join(f'`{name}`' for name in COMFYUI_FIELDS)}. {ACCEPTED_SHAPES}"
+        )
+    prompt = doc["prompt"]
+    if not isinstance(prompt, dict):
+        raise InvalidRequest("ComfyUI's `prompt` must be an API-format workflow (an object of nodes by id)")
+    prompt_id = doc.get("prompt_id")
+    if prompt_id is not None and not _is_canonical_uuid(prompt_id):
+        raise InvalidRequest(
+            "`prompt_id` must be a UUID in canonical lowercase hyphenated form, as ComfyUI requires, or left out "
+            "(this worker queues the prompt under an id of its own either way)"
+        )
+    client_id = doc.get("client_id")
+    if client_id is not None and not isinstance(client_id, str):
+        raise InvalidRequest("`client_id` must be a string")
+    number = doc.get("number")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
+        raise InvalidRequest("`number` must be a number (ComfyUI's queue position), or left out")
+    front = doc.get("front")
+    if front is not None and not isinstance(front, bool):
+        raise InvalidRequest("`front` must be true or false, or left out")
+    document: dict[str, Any] = {"workflow": prompt}
+    if "extra_data" in doc:
+        document["extra_data"] = doc["extra_data"]
+    return document
+
+
+def _is_canonical_uuid(value: object) -> bool:
+    """ComfyUI's own rule for a client's prompt_id (comfy_execution/jobs.py validate_job_id)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def _explain(exc: ValidationError) -> str:
@@ -281,12 +459,14 @@ def check_media(name: str, data: bytes) -> None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning where warnings are errors
         raise InvalidInput(
-            f"input {clip(repr(name))} has more pixels than it is safe to decode "
-            f"(over {2 * (Image.MAX_IMAGE_PIXELS or 0)}); send a smaller image"
+            f"input {clip(repr(name))} has more pixels than it is safe to decode; "
+            f"send an image of at most {Image.MAX_IMAGE_PIXELS or 0} pixels"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
+    except Exception:  # whatever the caller's bytes make Pillow raise is theirs to fix:
+        # its plugins raise more than they document (struct.error, KeyError, ...), and with warnings
+        # turned errors (-W error) a truncated TIFF's UserWarning, say, is an exception too.
         raise InvalidInput(
             f"input {clip(repr(name))} is not an image, audio or video this worker accepts; send {ACCEPTED_KINDS}"
         ) from None

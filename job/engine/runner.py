@@ -4,7 +4,7 @@ The job, the /predict service and the CLI all run workflows through `Runner.run`
 one websocket (job.comfyui.websocket) and queues each run under a prompt_id of its own choosing, so
 the events and outputs of one run never mix with another's. Nor do its files:
 
-    check the workflow's file inputs (engine.file_policy)   before anything is written
+    check node types, models, files (engine.preflight)      before anything is written; URL values fetched
     upload the inputs to input/_runs/<run>/                  the workflow's references rewritten to match
     queue, follow, read the outputs                          each output node made to run afresh
     delete the outputs read and the run's input folder       a managed ComfyUI, unless KEEP_OUTPUTS
@@ -26,13 +26,16 @@ from job.comfyui.client import ComfyClient
 from job.comfyui.compat import is_output_node, new_prompt_id
 from job.comfyui.config import ComfyConfig
 from job.comfyui.folders import local_path, remove_file, remove_tree
-from job.comfyui.outputs import FileRef, OutputFile, file_refs
+from job.comfyui.outputs import FileRef, OutputFile, delivered, file_refs
+from job.comfyui.overrun import Overruns
 from job.comfyui.process import ComfyServer, State
 from job.comfyui.tracker import ProgressCallback, PromptTracker
 from job.comfyui.websocket import EventHub
-from job.engine.file_policy import RUNS_FOLDER, apply_file_policy, fresh_outputs
+from job.engine.file_policy import RUNS_FOLDER, fresh_outputs
+from job.engine.inputs import NO_FETCH, Fetch, fetch_references
+from job.engine.preflight import preflight
 from job.engine.request import check_input_name
-from job.errors import WorkerError
+from job.errors import InvalidInput, WorkerError
 from job.logs import prompt_id as prompt_id_var
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class _Run:
     on_progress: ProgressCallback | None
     include_temp: bool
     cancel: threading.Event | None
+    extra_data: Mapping[str, Any] | None = None  # POST /prompt's extra_data: the caller's, a secret
 
 
 class Runner:
@@ -93,8 +97,12 @@ class Runner:
             delay_s=config.reconnect_delay_s,
             trace=config.websocket_trace,
         )
+        # Prompts ComfyUI runs on past their run's end (a node it cannot interrupt): new runs wait
+        # for them, and their files are deleted once they end.
+        self.overruns = Overruns(self.client, finished=lambda prompt_id: self._discard_outputs(prompt_id, None))
 
     def close(self) -> None:
+        self.overruns.close()
         self.events.close()
         self.client.close()
 
@@ -107,11 +115,15 @@ class Runner:
         on_progress: ProgressCallback | None = None,
         include_temp: bool = False,
         cancel: threading.Event | None = None,
+        fetch: Fetch | None = None,
+        extra_data: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Check the workflow's files, upload inputs, queue, follow to the end, fetch every output file.
 
         Raises WorkerError. Setting `cancel` (from another thread) dequeues or interrupts the prompt
-        and ends the run.
+        and ends the run. `fetch` (the caller's, bounded by its settings) fetches the file inputs
+        whose value is a URL; without it such a value is refused. `extra_data` goes to ComfyUI with
+        the prompt (POST /prompt's own field), never into a log line.
         """
         started = time.monotonic()
         timeout_s = timeout_s or self.config.run_timeout_s
@@ -121,19 +133,39 @@ class Runner:
         generation = self.server.generation
         classes = self._node_classes(workflow, generation)
         folder = f"{RUNS_FOLDER}/{uuid.uuid4().hex}"
-        supplied = {name: f"{folder}/{name}" for name in inputs}
-        workflow = apply_file_policy(
-            workflow, supplied=supplied, classes=classes, allow_outside=self.config.allow_output_inputs
+        # Every unknown node type, missing model and refused file at once, before anything is written.
+        prepared = preflight(
+            workflow,
+            inputs=inputs,
+            folder=folder,
+            classes=classes,
+            allow_outside=self.config.allow_output_inputs,
+            fresh_object_info=lambda: self.client.object_info(refresh=True),
         )
+        workflow = prepared.workflow
+        if prepared.urls:  # file inputs given as URLs: fetched as the request's `inputs` are
+            if fetch is None:
+                raise InvalidInput(f"{', '.join(prepared.where.values())}: a URL value is not fetched here; {NO_FETCH}")
+            fetched = fetch_references(prepared.urls, fetch, deadline=deadline, cancel=cancel, where=prepared.where)
+            inputs.update(fetched)
         output_nodes = _output_nodes(workflow, classes)
         workflow = fresh_outputs(workflow, output_nodes, new_prompt_id())
         try:
             for name, data in inputs.items():
                 stored = self.client.upload_image(name, data, subfolder=folder)
-                if stored != supplied[name]:
+                if stored != f"{folder}/{name}":
                     raise WorkerError(f"ComfyUI stored input {name!r} as {stored!r}, not where the workflow names it")
             run = _Run(
-                workflow, output_nodes, generation, started, deadline, timeout_s, on_progress, include_temp, cancel
+                workflow,
+                output_nodes,
+                generation,
+                started,
+                deadline,
+                timeout_s,
+                on_progress,
+                include_temp,
+                cancel,
+                extra_data,
             )
             return self._queue_and_follow(run)
         finally:
@@ -142,10 +174,11 @@ class Runner:
 
     def _queue_and_follow(self, run: _Run) -> RunResult:
         workflow = run.workflow
+        self.overruns.wait_free(run.deadline, run.cancel)  # ComfyUI runs one prompt: an earlier one first
         # Subscribed before queueing, so no event can come first; /history covers a socket that is down.
         with self.events.subscribe(new_prompt_id()) as events:
             queued_at = time.time()
-            prompt_id = self.client.queue_prompt(workflow, events.client_id, events.prompt_id)
+            prompt_id = self.client.queue_prompt(workflow, events.client_id, events.prompt_id, run.extra_data)
             if prompt_id != events.prompt_id:
                 self.events.rekey(events, prompt_id)
             token = prompt_id_var.set(prompt_id)
@@ -164,9 +197,11 @@ class Runner:
                     on_progress=run.on_progress,
                     cancel=run.cancel,
                     output_nodes=run.output_nodes,
+                    on_overrun=lambda held, why: self.overruns.hold(held, why, lambda: self._lost(run.generation)),
                 )
                 entry = tracker.wait()
-                refs = file_refs(entry.get("outputs") or {}, include_temp=run.include_temp)
+                # What it saved; only previews when it saved nothing; WorkflowInvalid for nothing at all.
+                refs = delivered(entry.get("outputs") or {}, include_temp=run.include_temp)
                 # ComfyUI lists outputs in execution order, which varies between runs; the
                 # workflow's own node order does not.
                 order = {node_id: index for index, node_id in enumerate(workflow)}
@@ -180,7 +215,8 @@ class Runner:
                 )
                 return RunResult(prompt_id=prompt_id, outputs=entry.get("outputs") or {}, files=files, timings=timings)
             finally:
-                self._discard_outputs(prompt_id, entry)
+                if not self.overruns.holds(prompt_id):  # else deleted when ComfyUI is done with it
+                    self._discard_outputs(prompt_id, entry)
                 prompt_id_var.reset(token)
 
     def _node_classes(self, workflow: dict[str, Any], generation: int) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from job.engine.outbound import DeadlinePassed, OutboundPolicy, Refused, Unreachable
+from job.errors import seconds
 
 if TYPE_CHECKING:
     from job.settings import Settings
@@ -144,7 +145,7 @@ def deliver(
     if outcome.status == "not_sent":
         log.warning("webhook not sent: %s", outcome.error)
     elif outcome.status == "failed":
-        outcome.error = f"{outcome.error} (gave up after {outcome.attempts} attempt(s) within {timeout_s:g} s)"
+        outcome.error = f"{outcome.error} (gave up after {outcome.attempts} attempt(s) within {seconds(timeout_s)})"
         log.warning("webhook %s failed: %s", url, outcome.error)
     else:
         log.info("webhook %s delivered (attempt %d)", url, outcome.attempts)

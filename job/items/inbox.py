@@ -7,6 +7,7 @@ may themselves contain `#` or `?`, so URIs are split here by hand, never by `url
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +67,31 @@ class ItemSource:
             and other.generation > self.generation
         )
 
-    def default_outbox_uri(self, outbox_bucket: str) -> str:
-        """docs/api.md section 7 without an outbox prefix: gs://OUTBOX/some/path/name/ (locally: name/)."""
+    def outbox_folder(self, layout: InboxLayout, stem: str | None = None) -> str:
+        """Where this document's outputs go: for an object, its inbox drop's folder (docs/api.md
+        section 7); for a local file, a folder beside it. `stem` names the folder instead of the
+        document's own name less `.json` (a batch spec's folder is its id)."""
         if self.is_gcs:
-            return InboxLayout(outbox_bucket).outbox_folder(self.name)
+            return layout.outbox_folder(
+                self.name if stem is None else posixpath.join(posixpath.dirname(self.name), stem)
+            )
         path = Path(self.name)
-        stem = path.name.removesuffix(".json") if path.name.endswith(".json") else f"{path.name}.out"
+        if stem is None:
+            stem = path.name.removesuffix(".json") if path.name.endswith(".json") else f"{path.name}.out"
         return f"{path.parent / stem}/"
+
+    def default_outbox_uri(self, outbox_bucket: str) -> str:
+        """`outbox_folder` without an outbox prefix: gs://OUTBOX/some/path/name/ (locally: name/)."""
+        return self.outbox_folder(InboxLayout(outbox_bucket))
+
+    def beside(self, ref: str) -> str | None:
+        """The URI of `ref`, a path relative to this document's folder (absolute: as given, locally);
+        None when it would leave the document's bucket."""
+        if self.is_gcs:
+            name = posixpath.normpath(posixpath.join(posixpath.dirname(self.name), ref.lstrip("/")))
+            return None if name == ".." or name.startswith("../") else f"gs://{self.bucket}/{name}"
+        path = Path(ref)
+        return str(path if path.is_absolute() else Path(self.name).parent / path)
 
 
 class Inbox:

@@ -4,6 +4,7 @@
         <ComfyUI filename>                 each output, subfolders kept, with its content type
         status.json                        state and progress, rewritten while the item runs
         result.json                        written last: the only list of outputs a reader trusts
+        cancel.json                        written by the service (POST /{endpoint}/cancel/{id}): stop
 
 Every object is uploaded whole, so a killed job leaves complete files or none, and no file is an
 output until result.json lists it. result.json is replaced by compare-and-swap on its generation
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 STATUS = "status.json"
+CANCEL = "cancel.json"  # the caller's request to stop the item; its presence is what counts
 _JSON = "application/json"
 _CAS_TRIES = 5
 _UPLOAD_WORKERS = 8
@@ -81,6 +83,12 @@ class Outbox:
 
     def write_status(self, doc: Mapping[str, Any]) -> None:
         self.storages.write(self.uri_of(STATUS), _dumps(doc), _JSON, cache_control="no-store")
+
+    # --- cancel.json -----------------------------------------------------------------------------
+
+    def cancel_requested(self) -> bool:
+        """Whether the caller asked to cancel this item (cancel.json is there): one metadata read."""
+        return self.storages.generation(self.uri_of(CANCEL)) is not None
 
     # --- result.json -----------------------------------------------------------------------------
 
@@ -134,10 +142,10 @@ def result_source(doc: Mapping[str, Any] | None) -> ItemSource | None:
 
 
 def _safe_relpath(relpath: str) -> str:
-    """An output's place in the folder: never outside it, never over status.json or result.json."""
+    """An output's place in the folder: never outside it, never over status.json, result.json or cancel.json."""
     parts = [part for part in PurePosixPath(relpath).parts if part not in ("", ".", "..", "/")]
     safe = "/".join(parts) or "output"
-    return f"output-{safe}" if safe in (RESULT, STATUS) else safe
+    return f"output-{safe}" if safe in (RESULT, STATUS, CANCEL) else safe
 
 
 def utc_now() -> str:

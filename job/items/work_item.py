@@ -16,6 +16,7 @@ so no item is left without an answer.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from job.engine.inputs import Fetch, gather_inputs
 from job.engine.request import WorkflowRequest, parse_json, parse_request
 from job.engine.runner import Runner, RunResult
 from job.engine.webhook import Notifier
-from job.errors import ConfigurationError, StorageError, WorkerError
+from job.errors import Cancelled, ConfigurationError, StorageError, WorkerError
+from job.items.cancel import CancelWatch
 from job.items.inbox import Inbox, ItemSource
 from job.items.outbox import Outbox, StatusWriter, result_source, utc_now
 from job.logs import request_context
@@ -172,6 +174,7 @@ def run_item(
         status_json(outbox, source, place, settings),
         fetch=reference_fetcher(settings, storages),
         place=place,
+        cancellable=True,
     )
     with request_context(source.uri):
         return item.run(runner)
@@ -196,6 +199,7 @@ class WorkItem:
         fetch: Fetch,
         place: TaskPlace,
         result_fields: Mapping[str, Any] | None = None,
+        cancellable: bool = False,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -210,6 +214,9 @@ class WorkItem:
         self.request: WorkflowRequest | None = None
         self.timings: dict[str, float] = {}
         self.started = time.monotonic()
+        # An inbox item honours its outbox's cancel.json (job/items/cancel.py); a batch item has none.
+        self.cancellable = cancellable
+        self.cancel = threading.Event()
 
     def run(self, runner: Runner | None = None) -> ItemOutcome:
         """Run on `runner` (a warm ComfyUI serving many items), or on a ComfyUI booted for this item alone."""
@@ -243,7 +250,7 @@ class WorkItem:
             return ItemOutcome(Disposition.SUPERSEDED, previous)
         self.status.start("preparing")
         try:
-            body = self._execute(runner)
+            body = self._execute_unless_cancelled(runner)
         except WorkerError as exc:
             return self._failed(exc)
         except _Superseded as exc:
@@ -251,12 +258,32 @@ class WorkItem:
             return ItemOutcome(Disposition.SUPERSEDED)
         return self._finish(body, Disposition.SUCCEEDED)
 
+    def _execute_unless_cancelled(self, runner: Runner) -> dict[str, Any]:
+        """_execute, watched for the caller's cancel.json when the item is cancellable: Cancelled when
+        it was there before the start (nothing runs) or appeared before the outputs went out."""
+        if not self.cancellable:
+            return self._execute(runner)
+        with CancelWatch(self.outbox, self.cancel, self.settings.cancel_poll_s):
+            try:
+                return self._execute(runner)
+            except WorkerError as exc:
+                if self.cancel.is_set() and not isinstance(exc, Cancelled):
+                    raise self._cancelled() from None
+                raise
+
+    def _cancelled(self) -> Cancelled:
+        return Cancelled(
+            "the request was cancelled by its caller while it ran; its prompt was stopped, no outputs kept"
+        )
+
     def _execute(self, runner: Runner) -> dict[str, Any]:
         """Read, parse, fetch (ComfyUI boots meanwhile), then the request core: the success body."""
         mark = time.monotonic()
         self.request = request = parse_request(parse_json(self.document.read()))
+        if self.cancel.is_set():  # seen before the start (the request is parsed for its id and webhook)
+            raise Cancelled("the request was cancelled by its caller before it started; nothing ran")
         fetched_by = time.monotonic() + (request.timeout_s or self.settings.run_timeout_s)  # never past the request
-        inputs = gather_inputs(request, self.fetch, deadline=fetched_by)
+        inputs = gather_inputs(request, self.fetch, deadline=fetched_by, cancel=self.cancel)
         self.timings["prepare_s"] = time.monotonic() - mark
         booting = not runner.server.ready
         if booting:
@@ -266,7 +293,13 @@ class WorkItem:
         # ComfyUI's own boot (spawn to first answer) when this item waited for it; else the wait
         self.timings["boot_s"] = runner.server.boot_s if booting and runner.server.boot_s else waited
         self.status.update(state="queued")
-        options = RunOptions(on_progress=self._progress, before_publish=self._before_upload, inputs=inputs)
+        options = RunOptions(
+            on_progress=self._progress,
+            before_publish=self._before_upload,
+            inputs=inputs,
+            fetch=self.fetch,
+            cancel=self.cancel,
+        )
         return run_request(request, runner, options, self._upload).body
 
     def _before_upload(self, result: RunResult) -> None:
@@ -274,6 +307,8 @@ class WorkItem:
         live = self.document.live_generation()
         if live is not None and self.source.generation is not None and live > self.source.generation:
             raise _Superseded(f"{self.source.object_uri} is at generation {live} now, newer than ours")
+        if self.cancellable and (self.cancel.is_set() or self.outbox.cancel_requested()):  # a last, fresh look
+            raise self._cancelled()
         self.status.update(state="uploading", progress=None)
 
     def _upload(self, files: list[OutputFile], result: RunResult) -> dict[str, str]:

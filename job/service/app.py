@@ -5,6 +5,7 @@ GET  /healthz        200 once ComfyUI answers and the warm-up ran; 503 otherwise
 POST /predict        the contract's request -> response (sync), or 202 (async)
 GET  /models         what ComfyUI can load, by folder
 GET  /status/{id}    an async request's state and result
+     /{endpoint_id}/...  RunPod's serverless job API on the same code (job/service/runpod.py)
 
 Around the routes, outermost first: ShutdownGuard (SIGTERM: job/service/shutdown.py), DocsGuard (the
 token for the OpenAPI document and its pages), BodyLimit (MAX_BODY_BYTES).
@@ -40,6 +41,7 @@ from job.service.health import Health
 from job.service.limits import BodyLimit
 from job.service.links import Links
 from job.service.predict import Predictor
+from job.service.runpod import add_runpod_routes
 from job.service.schemas import AsyncAccepted, AsyncStatus, ErrorResponse, ModelList, PredictResponse, ServiceInfo
 from job.service.schemas import Health as HealthModel
 from job.service.shutdown import Shutdown, ShutdownGuard
@@ -88,7 +90,12 @@ def create_app(
     storages = storages or Storages(settings.google_cloud_project)
     shutdown = shutdown or Shutdown(settings.shutdown_grace_s)
     gate = QueueGate(settings.max_queue_depth, shutdown)
-    health = Health(runner.server, warmup=bool(settings.warmup_workflow), shutdown=shutdown)
+    health = Health(
+        runner.server,
+        warmup=bool(settings.warmup_workflow),
+        shutdown=shutdown,
+        finishing=lambda: runner.overruns.current(),  # ComfyUI still busy with a run that is over
+    )
     predictor = Predictor(settings, runner, storages, gate, shutdown)
     async_requests = AsyncRequests(settings, storages)
     links = Links(settings.public_url, trust_proxy_headers=settings.trust_proxy_headers)
@@ -121,12 +128,14 @@ def create_app(
         summary="Service information",
     )
     async def info() -> dict[str, Any]:
+        report = health.report()
         return {
             "service": "worker-comfyui",
             "version": _version(),
             "comfyui_version": await comfyui_version(),
             "model_type": settings.model_type,
-            "ready": health.ready,
+            "ready": report["status"] == "ok",
+            "detail": report["detail"],
             "comfyui": runner.server.state.value,
             "warmup": health.warmup,
             "queued": gate.admitted,
@@ -150,7 +159,8 @@ def create_app(
         summary="Readiness: 200 once ComfyUI answers and the warm-up ran",
     )
     async def healthz() -> JSONResponse:
-        return JSONResponse(health.report(), status_code=200 if health.ready else 503)
+        report = health.report()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.post(
         "/predict",
@@ -210,6 +220,16 @@ def create_app(
     async def status(request_id: str = Path(pattern=ID_PATTERN, max_length=128)) -> dict[str, Any]:
         return await asyncio.to_thread(async_requests.status, request_id)
 
+    # Added last: our own routes match first (GET /status/{id} before /{endpoint_id}/health).
+    add_runpod_routes(
+        app,
+        endpoint_id=settings.runpod_endpoint_id,
+        predictor=predictor,
+        async_requests=async_requests,
+        gate=gate,
+        health=health,
+        dependencies=guarded,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

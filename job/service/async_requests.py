@@ -4,6 +4,10 @@ An async request must outlive this instance (Cloud Run scales the service to zer
 the event pipeline: the request document goes to `gs://INBOX/async/<id>.json`, the trigger starts
 the job, and the job writes `gs://OUTBOX/[OUTBOX_PREFIX]async/<id>/status.json` while it runs and
 `result.json` when done (docs/api.md section 6). GET /status/{id} reads those three objects, newest state first.
+
+The inbox object is the parsed request in full, `extra_data` included: the job needs it to run the
+request (it is the caller's secret, so it goes nowhere else). A cancel leaves `cancel.json` beside
+status.json, which the job's item looks for (job/items/cancel.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from job.engine.request import WorkflowRequest
 from job.errors import InputNotFound, InvalidRequest
+from job.items.outbox import CANCEL, RESULT, STATUS, utc_now
 from job.settings import Settings
 from job.storage import Storages
 from trigger.objects import InboxLayout
@@ -46,13 +51,27 @@ class AsyncRequests:
         self.storages.write(self.request_uri(request_id), json.dumps(doc).encode(), "application/json")
         return request_id
 
+    def cancel(self, request_id: str) -> dict[str, Any]:
+        """Ask the job to stop the request (cancel.json); its status() as it stands then.
+
+        A finished request is left as it is; InputNotFound for unknown ids."""
+        status = self.status(request_id)
+        if status["status"] in ("queued", "running"):
+            marker = json.dumps({"cancelled_at": utc_now()}).encode()
+            self.storages.write(self.outbox_uri(request_id, CANCEL), marker, "application/json")
+        return status
+
+    def cancel_requested(self, request_id: str) -> bool:
+        """Whether a cancel was asked for (the job may not have seen it yet)."""
+        return self.storages.generation(self.outbox_uri(request_id, CANCEL)) is not None
+
     def status(self, request_id: str) -> dict[str, Any]:
         """queued, running (+progress), success or error (+the result); InputNotFound for unknown ids."""
-        result = self._read_json(self.outbox_uri(request_id, "result.json"))
+        result = self._read_json(self.outbox_uri(request_id, RESULT))
         if result is not None:
             status = "success" if result.get("status") == "success" else "error"
             return {"id": request_id, "status": status, "result": result, "error": result.get("error")}
-        progress = self._read_json(self.outbox_uri(request_id, "status.json"))
+        progress = self._read_json(self.outbox_uri(request_id, STATUS))
         if progress is not None:
             return {
                 "id": request_id,

@@ -4,6 +4,10 @@ Blocking work (fetching inputs, the run itself, image conversion, base64, upload
 worker threads; the event loop only waits, so /healthz and the disconnect watch stay responsive.
 At shutdown that wait ends when the grace does (job/service/shutdown.py): the run is interrupted
 in its thread and the caller answered at once.
+
+A run answers at its deadline even when ComfyUI cannot stop the node it runs; until ComfyUI is done
+with that prompt (job/comfyui/overrun.py) new requests are refused with a retryable 503, rather
+than admitted to wait behind work nobody is waiting for.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from job.engine.inputs import gather_inputs
 from job.engine.request import WorkflowRequest, parse_json, parse_request
 from job.engine.runner import Runner, RunResult
 from job.engine.webhook import Notifier
-from job.errors import RunTimeout, ShuttingDown, WorkerError
+from job.errors import ComfyUnavailable, RunTimeout, ShuttingDown, WorkerError
 from job.service.admission import CallerGone, QueueGate
 from job.service.disconnect import DisconnectWatch
 from job.service.health import Health
@@ -95,6 +99,7 @@ class Predictor:
         and with `render` its body as JSON bytes (orjson: ten times json.dumps on megabytes of base64)."""
         timeout_s = request.timeout_s or self.settings.run_timeout_s
         deadline = time.monotonic() + timeout_s
+        await self._refuse_while_finishing()
         async with self.gate.admit():
             if request.images or request.inputs:
                 fetching = self._gather(request, deadline, caller)
@@ -103,7 +108,10 @@ class Predictor:
                 inputs = {}
             async with self.gate.slot(deadline, caller.gone):
                 options = RunOptions(
-                    timeout_s=max(deadline - time.monotonic(), 0.001), cancel=caller.cancel, inputs=inputs
+                    timeout_s=max(deadline - time.monotonic(), 0.001),
+                    cancel=caller.cancel,
+                    inputs=inputs,
+                    fetch=self.fetch,
                 )
                 publish = self._upload if request.output.return_ == "uri" else None
 
@@ -121,6 +129,19 @@ class Predictor:
                     if caller.cancel.is_set():
                         raise CallerGone from None
                     raise
+
+    async def _refuse_while_finishing(self) -> None:
+        """ComfyUnavailable (503, Retry-After) while ComfyUI still runs a prompt whose run is over.
+
+        The marker alone decides when there is none (no I/O); when there is one, ComfyUI's queue is
+        read once, so a prompt that ended a moment ago does not turn a request away."""
+        if self.runner.overruns.current() is None:
+            return
+        overrun = await asyncio.to_thread(self.runner.overruns.confirm)
+        if overrun is not None:
+            raise ComfyUnavailable(
+                f"{overrun.describe()}; this instance takes new requests once it is done: retry after Retry-After"
+            )
 
     async def _gather(self, request: WorkflowRequest, deadline: float, caller: DisconnectWatch) -> dict[str, bytes]:
         """gather_inputs on a daemon thread (no shutdown waits for it), every fetch ending by the request's

@@ -99,6 +99,7 @@ class ServiceInfo(BaseModel):
     comfyui_version: str | None = Field(None, description="From ComfyUI's /system_stats; null while it is down.")
     model_type: str
     ready: bool
+    detail: str | None = Field(None, description="Why the service is not ready (as /healthz says); null when it is.")
     comfyui: str = Field(description="ComfyUI's state: starting, ready, restarting, failed, ...")
     warmup: str = Field(description="none, pending, running, done or failed")
     queued: int = Field(description="Requests admitted now, waiting or running.")

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from job.errors import ShuttingDown
+from job.errors import ShuttingDown, seconds
 from job.service.handlers import error_response, log_error
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Shutdown:
 
     def stopped(self) -> ShuttingDown:
         return ShuttingDown(
-            f"this instance is shutting down (SIGTERM) and stopped the run after {self.grace_s:g} s "
+            f"this instance is shutting down (SIGTERM) and stopped the run after {seconds(self.grace_s)} "
             "(SHUTDOWN_GRACE_S); send the request again: another instance answers it"
         )
 

@@ -47,6 +47,20 @@ def test_a_request_document_keeps_its_fields_and_an_image_flag_replaces_its_name
     assert [base64.b64decode(entry["image"]) for entry in doc["images"]] == [new]
 
 
+def test_runpod_and_comfyui_bodies_are_sent_as_this_workers_document(tmp_path):
+    image = png_bytes()
+    runpod = {"input": {"workflow": invert_workflow(), "comfy_org_api_key": "k-1"}}
+    comfyui = {"prompt": invert_workflow(), "client_id": "theirs"}
+
+    for name, body in (("runpod.json", runpod), ("comfyui.json", comfyui)):
+        doc = build_request(_write(tmp_path / name, body), {"input.png": image})
+
+        assert doc["workflow"] == invert_workflow(), name
+        assert doc["images"] == [{"name": "input.png", "image": base64.b64encode(image).decode()}], name
+        assert "input" not in doc and "prompt" not in doc, name
+    assert build_request(_write(tmp_path / "runpod.json", runpod), {})["extra_data"] == {"api_key_comfy_org": "k-1"}
+
+
 def test_ui_format_is_refused_before_upload_with_the_export_hint(tmp_path):
     ui = {"nodes": [], "links": [], "last_node_id": 3}
 

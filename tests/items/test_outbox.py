@@ -15,6 +15,7 @@ from job.items.inbox import ItemSource
 from job.items.outbox import Outbox, StatusWriter, _safe_relpath
 from job.storage import Storages
 from tests.items.conftest import PROJECT
+from trigger.objects import InboxLayout
 
 
 @pytest.mark.parametrize(
@@ -43,6 +44,21 @@ def test_default_outbox_follows_the_contract_layout():
     assert ItemSource.parse("gs://in/some/path/name.json#3").default_outbox_uri("out") == "gs://out/some/path/name/"
     assert ItemSource.parse("/data/wf.json").default_outbox_uri("out") == "/data/wf/"
     assert ItemSource.parse("/data/wf.txt").default_outbox_uri("out") == "/data/wf.txt.out/"
+
+
+def test_a_named_outbox_folder_sits_where_the_documents_own_would():
+    layout = InboxLayout("out", "runs/")
+    assert ItemSource.parse("gs://in/nightly/a.batch.json#3").outbox_folder(layout, "a") == "gs://out/runs/nightly/a/"
+    assert ItemSource.parse("/data/a.batch.json").outbox_folder(layout, "a") == "/data/a/"
+
+
+def test_a_reference_beside_a_document_stays_in_its_bucket():
+    spec = ItemSource.parse("gs://in/specs/a.batch.json#3")
+    assert spec.beside("wf.json") == "gs://in/specs/wf.json"
+    assert spec.beside("../shared/wf.json") == "gs://in/shared/wf.json"
+    assert spec.beside("../../wf.json") is None
+    assert ItemSource.parse("/data/specs/a.batch.json").beside("wf.json") == "/data/specs/wf.json"
+    assert ItemSource.parse("/data/specs/a.batch.json").beside("/elsewhere/wf.json") == "/elsewhere/wf.json"
 
 
 def test_newer_generation_supersedes_only_the_same_object():

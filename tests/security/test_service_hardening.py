@@ -29,6 +29,7 @@ import pytest
 from job.errors import ECHO_LIMIT, MESSAGE_LIMIT
 from tests.service.conftest import MakeService, Service, b64, make_service, service, storages
 from tests.support.comfy import empty_image_workflow, png_bytes
+from tests.support.media import png_with
 
 pytestmark = pytest.mark.comfyui
 
@@ -70,16 +71,6 @@ def node_error(error: dict[str, Any], node_id: str, input_name: str) -> dict[str
     entry = error["node_errors"][node_id]
     (item,) = [item for item in entry["errors"] if item["input"] == input_name]
     return item  # type: ignore[no-any-return]
-
-
-def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def png_with(width: int, height: int, idat: bytes) -> bytes:
-    """A PNG whose header says `width` x `height` and whose pixel data is `idat`, CRCs all valid."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def wav_bytes() -> bytes:

@@ -25,6 +25,7 @@ def test_root_describes_the_service(service: Service) -> None:
         "comfyui_version": expected_comfyui_version(service.settings),
         "model_type": "base",
         "ready": True,
+        "detail": None,
         "comfyui": "ready",
         "warmup": "none",
         "queued": 0,

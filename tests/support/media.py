@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import wave
+import zlib
 from dataclasses import dataclass
 
 import av
@@ -127,3 +129,13 @@ def _peak_hz(signal: np.ndarray, rate: int) -> float:
         return 0.0
     spectrum = np.abs(np.fft.rfft(signal))
     return float(np.fft.rfftfreq(len(signal), 1 / rate)[int(spectrum.argmax())])
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_with(width: int, height: int, idat: bytes) -> bytes:
+    """A PNG whose header says `width` x `height` and whose pixel data is `idat`, CRCs all valid."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
