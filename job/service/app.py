@@ -31,11 +31,10 @@ from job.engine.request import WorkflowRequest, parse_json, parse_request
 from job.engine.runner import Runner
 from job.errors import WorkerError
 from job.logs import request_context
-from job.service.admission import CallerGone, QueueGate
+from job.service.admission import QueueGate
 from job.service.async_requests import ID_PATTERN, AsyncRequests
 from job.service.auth import DocsGuard, bearer_guard
 from job.service.catalog import list_models
-from job.service.disconnect import DisconnectWatch
 from job.service.handlers import install_error_handlers
 from job.service.health import Health
 from job.service.limits import BodyLimit
@@ -192,11 +191,8 @@ def create_app(
                     status_code=202,
                     headers={"Location": status_url, "Preference-Applied": "respond-async"},
                 )
-            try:
-                async with DisconnectWatch(request) as caller:
-                    rendered = await predictor.predict(parsed, caller)
-            except CallerGone:
-                log.info("the caller went away; its prompt was cancelled")
+            rendered = await predictor.answer(request, parsed)
+            if rendered is None:
                 return Response(status_code=CLOSED_BY_CLIENT)
             return Response(rendered, media_type="application/json")
 

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
 from job.comfyui.outputs import OutputFile
 from job.engine.core import Completed, RunOptions, run_request
@@ -64,6 +65,16 @@ class Predictor:
         # Webhooks of sync requests go out after the response, on threads the interpreter waits for
         # at exit: a shutdown still delivers them (each bounded by WEBHOOK_TIMEOUT_S).
         self._webhooks = ThreadPoolExecutor(max_workers=_WEBHOOK_WORKERS, thread_name_prefix="webhook")
+
+    async def answer(self, http: Request, request: WorkflowRequest) -> bytes | None:
+        """`predict` for the caller of `http`, watched for hanging up: None when it went away (its
+        prompt is cancelled then, and there is nobody to answer)."""
+        try:
+            async with DisconnectWatch(http) as caller:
+                return await self.predict(request, caller)
+        except CallerGone:
+            log.info("the caller went away; its prompt was cancelled")
+            return None
 
     async def predict(self, request: WorkflowRequest, caller: DisconnectWatch) -> bytes:
         """The contract's sync response body, rendered as JSON; WorkerError or CallerGone otherwise.

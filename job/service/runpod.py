@@ -37,9 +37,8 @@ from starlette.requests import ClientDisconnect
 from job.engine.request import RUNPOD_FIELDS, WorkflowRequest, parse_json, parse_request
 from job.errors import Cancelled, InputNotFound, InvalidRequest, QueueFull, RunTimeout, WorkerError, clip
 from job.logs import request_context
-from job.service.admission import CallerGone, QueueGate
+from job.service.admission import QueueGate
 from job.service.async_requests import ID_PATTERN, AsyncRequests
-from job.service.disconnect import DisconnectWatch
 from job.service.health import Health
 from job.service.predict import Predictor
 from job.service.schemas import ErrorResponse
@@ -120,15 +119,18 @@ def add_runpod_routes(
     On the app itself rather than an included APIRouter: FastAPI keeps an included router as one
     entry of `app.routes`, and the contract's route check (tests/docs) reads the app's routes."""
     check_endpoint = _endpoint_check(endpoint_id)
+    job_route: dict[str, Any] = {
+        "response_model": RunPodJob,
+        "response_model_exclude_none": True,
+        "responses": _ERRORS,
+        "dependencies": dependencies,
+        "tags": _TAGS,
+    }
 
     @app.post(
         "/{endpoint_id}/runsync",
-        response_model=RunPodJob,
-        response_model_exclude_none=True,
-        responses=_ERRORS,
+        **job_route,
         openapi_extra=_BODY,
-        dependencies=dependencies,
-        tags=_TAGS,
         summary="RunPod: run and wait (a sync /predict)",
     )
     async def runsync(request: Request, endpoint_id: str = _ENDPOINT_ID) -> Response:
@@ -141,27 +143,21 @@ def add_runpod_routes(
         started = time.monotonic()
         with request_context(parsed.id or job_id):
             try:
-                async with DisconnectWatch(request) as caller:
-                    rendered = await predictor.predict(parsed, caller)
-            except CallerGone:
-                log.info("the caller went away; its prompt was cancelled")
-                return Response(status_code=CLOSED_BY_CLIENT)
+                rendered = await predictor.answer(request, parsed)
             except WorkerError as exc:
                 if exc.retryable or isinstance(exc, QueueFull):
                     raise  # our 429/502/503 with Retry-After: another try (or instance) may take it
                 return _job_response(failed_job(job_id, exc.to_body()))
+            if rendered is None:
+                return Response(status_code=CLOSED_BY_CLIENT)
         body = orjson.loads(rendered)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         return _job_response(completed_job(job_id, body, elapsed_ms=elapsed_ms))
 
     @app.post(
         "/{endpoint_id}/run",
-        response_model=RunPodJob,
-        response_model_exclude_none=True,
-        responses=_ERRORS,
+        **job_route,
         openapi_extra=_BODY,
-        dependencies=dependencies,
-        tags=_TAGS,
         summary="RunPod: queue a job (an async request through the inbox)",
     )
     async def run(request: Request, endpoint_id: str = _ENDPOINT_ID) -> Response:
@@ -176,11 +172,7 @@ def add_runpod_routes(
 
     @app.get(
         "/{endpoint_id}/status/{job_id}",
-        response_model=RunPodJob,
-        response_model_exclude_none=True,
-        responses=_ERRORS,
-        dependencies=dependencies,
-        tags=_TAGS,
+        **job_route,
         summary="RunPod: a job's status and output",
     )
     async def status(endpoint_id: str = _ENDPOINT_ID, job_id: str = _JOB_ID) -> Response:
@@ -189,11 +181,7 @@ def add_runpod_routes(
 
     @app.post(
         "/{endpoint_id}/cancel/{job_id}",
-        response_model=RunPodJob,
-        response_model_exclude_none=True,
-        responses=_ERRORS,
-        dependencies=dependencies,
-        tags=_TAGS,
+        **job_route,
         summary="RunPod: cancel a job (a queued one never runs, a running one is stopped)",
     )
     async def cancel(endpoint_id: str = _ENDPOINT_ID, job_id: str = _JOB_ID) -> Response:
