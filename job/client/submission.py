@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from google.api_core import exceptions as gexc
 
 from job import errors
-from job.engine.request import as_document, check_image, check_input_name, parse_json, parse_request
+from job.engine.documents import as_document, parse_json
+from job.engine.media import check_input_name, check_media
+from job.engine.request import parse_request
 from job.errors import InvalidInput, WorkerError, seconds
 from job.items.inbox import ItemSource
 from job.storage.gcs import gcs_errors
@@ -46,7 +48,7 @@ def build_request(workflow_path: Path, images: Mapping[str, bytes]) -> dict[str,
     inline = [entry for entry in doc.get("images", []) if entry.get("name") not in images]
     for name, data in images.items():
         check_input_name(name)
-        check_image(name, data)
+        check_media(name, data)
         inline.append({"name": name, "image": base64.b64encode(data).decode("ascii")})
     if inline:
         doc["images"] = inline

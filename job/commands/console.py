@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from job.engine.request import ACCEPTED_KINDS, check_input_name, check_media
+from job.engine.media import ACCEPTED_KINDS, check_input_name, check_media
 from job.errors import ComfyUnavailable, ExecutionFailed, InvalidInput, WorkerError
 
 console = Console(stderr=True)

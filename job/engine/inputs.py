@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from job.engine.media import check_input_name, check_media, decode_image
 from job.engine.outbound import display
-from job.engine.request import WorkflowRequest, check_input_name, check_media, decode_image
+from job.engine.request import WorkflowRequest
 from job.errors import InvalidInput, RunTimeout, WorkerError
 
 _MAX_PARALLEL = 8

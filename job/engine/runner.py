@@ -33,8 +33,8 @@ from job.comfyui.tracker import ProgressCallback, PromptTracker
 from job.comfyui.websocket import EventHub
 from job.engine.file_policy import RUNS_FOLDER, fresh_outputs
 from job.engine.inputs import NO_FETCH, Fetch, fetch_references
+from job.engine.media import check_input_name
 from job.engine.preflight import preflight
-from job.engine.request import check_input_name
 from job.errors import InvalidInput, WorkerError
 from job.logs import prompt_id as prompt_id_var
 

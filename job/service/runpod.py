@@ -7,7 +7,7 @@
     GET  /{endpoint_id}/health           the instance's queue as RunPod's counts
 
 The body is RunPod's `{"input": {...}, "webhook", "policy"}`, which the one parser
-(job/engine/request.py) turns into our request; the answers are RunPod's job documents
+(job/engine/documents.py) turns into our request; the answers are RunPod's job documents
 (docs/api.md section 12). Nothing here runs a workflow: runsync calls the Predictor that /predict
 calls, run the AsyncRequests that /predict's async path writes with.
 
@@ -34,7 +34,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
-from job.engine.request import RUNPOD_FIELDS, WorkflowRequest, parse_json, parse_request
+from job.engine.documents import RUNPOD_FIELDS, parse_json
+from job.engine.request import WorkflowRequest, parse_request
 from job.errors import Cancelled, InputNotFound, InvalidRequest, QueueFull, RunTimeout, WorkerError, clip
 from job.logs import request_context
 from job.service.admission import QueueGate

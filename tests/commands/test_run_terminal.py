@@ -27,7 +27,7 @@ from PIL import Image
 
 from job.commands.console import print_error
 from job.devstack.gcs_emulator import free_port
-from job.engine.request import check_media
+from job.engine.media import check_media
 from job.errors import ComfyCrashed, ExecutionFailed, InvalidInput
 from tests.support.comfy import png_bytes
 from tests.support.media import png_with

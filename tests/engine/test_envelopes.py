@@ -14,6 +14,7 @@ from job.engine.request import parse_request
 from job.engine.runner import Runner
 from job.errors import InvalidRequest, UIFormatWorkflow
 from tests.support.comfy import empty_image_workflow
+from tests.support.waiting import wait_for
 
 SECRET = "comfyui-" + "f" * 40
 WORKFLOW = empty_image_workflow(size=8)
@@ -168,8 +169,10 @@ def test_extra_data_reaches_comfyuis_prompt_and_never_replaces_the_runners_clien
 
     completed = run_request(request, runner, RunOptions())
 
-    entry = runner.client.history(completed.result.prompt_id)
-    assert entry is not None
+    # The run ends at its last output; ComfyUI files the prompt in /history a moment later.
+    entry = wait_for(
+        lambda: runner.client.history(completed.result.prompt_id), timeout_s=30, what="the prompt in /history"
+    )
     extra = entry["prompt"][3]  # (number, prompt_id, prompt, extra_data, outputs): as ComfyUI queued it
     assert extra["marker"] == "m-1"
     assert extra["client_id"] == runner.events.client_id  # ours: our websocket got the run's events

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from job.engine.inputs import gather_inputs
-from job.engine.request import check_input_name, decode_image, parse_request
+from job.engine.media import check_input_name, decode_image
+from job.engine.request import parse_request
 from job.errors import InvalidInput, UIFormatWorkflow
 from tests.support.comfy import empty_image_workflow, png_bytes
 
