@@ -37,7 +37,7 @@ from job.service.auth import DocsGuard, bearer_guard
 from job.service.catalog import list_models
 from job.service.handlers import install_error_handlers
 from job.service.health import Health
-from job.service.limits import BodyLimit
+from job.service.limits import BodyLimit, read_body
 from job.service.links import Links
 from job.service.predict import Predictor
 from job.service.runpod import add_runpod_routes
@@ -174,7 +174,7 @@ def create_app(
         prefer: str | None = Header(None, description="`respond-async` answers 202 at once, like `async: true`."),
     ) -> Response:
         try:
-            raw = await _read_body(request)
+            raw = await read_body(request)
         except ClientDisconnect:
             return Response(status_code=CLOSED_BY_CLIENT)
         if len(raw) <= _INLINE_PARSE_BYTES:
@@ -228,11 +228,6 @@ def create_app(
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-async def _read_body(request: Request) -> bytes:
-    chunks = [chunk async for chunk in request.stream()]  # BodyLimit cuts this off at MAX_BODY_BYTES
-    return b"".join(chunks)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

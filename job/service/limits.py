@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from job.errors import PayloadTooLarge
@@ -73,3 +74,9 @@ async def _send_error(send: Send, error: PayloadTooLarge) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole request body; BodyLimit (around the app) cuts it off at MAX_BODY_BYTES."""
+    chunks = [chunk async for chunk in request.stream()]
+    return b"".join(chunks)

@@ -41,6 +41,7 @@ from job.logs import request_context
 from job.service.admission import QueueGate
 from job.service.async_requests import ID_PATTERN, AsyncRequests
 from job.service.health import Health
+from job.service.limits import read_body
 from job.service.predict import Predictor
 from job.service.schemas import ErrorResponse
 
@@ -221,7 +222,7 @@ def _endpoint_check(expected: str | None) -> Callable[[str], None]:
 
 async def _parse(request: Request) -> WorkflowRequest:
     """RunPod's body, parsed by the one parser; InvalidRequest unless it is RunPod's envelope."""
-    raw = await request.body()  # BodyLimit cuts it off at MAX_BODY_BYTES
+    raw = await read_body(request)
 
     def parse() -> WorkflowRequest:
         doc = parse_json(raw)
